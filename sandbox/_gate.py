@@ -1,0 +1,206 @@
+"""The login gate every sandbox system shares.
+
+It behaves like the real systems' front doors, awkward parts included: a CSRF token
+bound to a pre-login session, an optional image captcha that is single-use, lockout
+after N wrong passwords, idle expiry, and a single-session rule that ends an older
+session when the same account logs in again.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sandbox._accounts import DemoAccount
+from sandbox._captcha import Captcha, new_captcha
+from sandbox._switches import Switches
+
+LoginOutcome = Literal["ok", "bad_password", "bad_captcha", "locked", "bad_csrf"]
+EndReason = Literal["expired", "kicked", "logout"]
+
+MSG_BAD_PASSWORD = "用户名或密码错误，还可尝试 {left} 次"
+MSG_BAD_CAPTCHA = "验证码错误，请重新输入"
+MSG_LOCKED = "账号已锁定，请 {minutes} 分钟后再试"
+MSG_BAD_CSRF = "页面已过期，请刷新后重新登录"
+END_MESSAGES: dict[str, str] = {
+    "expired": "会话已超时，请重新登录",
+    "kicked": "您的账号已在其他地方登录，当前会话已失效",
+    "logout": "您已安全退出",
+    "login": "请先登录",
+}
+
+
+@dataclass
+class Session:
+    token: str
+    serial: int
+    csrf: str
+    last_seen: float
+    username: str | None = None
+    captcha: Captcha | None = None
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    username: str
+    outcome: LoginOutcome
+    at: float
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    username: str
+    serial: int
+    event: Literal["login", "expired", "kicked", "logout"]
+    at: float
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    outcome: LoginOutcome
+    message: str = ""
+    session: Session | None = None
+
+
+class LoginRequired(Exception):
+    """Raised by page handlers when the caller must (re)log in; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Gate:
+    accounts: dict[str, DemoAccount]
+    switches: Switches
+    rng: random.Random
+    clock: Callable[[], float] = time.monotonic
+    sessions: dict[str, Session] = field(default_factory=dict)
+    attempts: deque[LoginAttempt] = field(default_factory=lambda: deque(maxlen=10_000))
+    events: deque[SessionEvent] = field(default_factory=lambda: deque(maxlen=10_000))
+    _ended: dict[str, EndReason] = field(default_factory=dict)
+    _failures: dict[str, int] = field(default_factory=dict)
+    _locked_until: dict[str, float] = field(default_factory=dict)
+    _serial: int = 0
+
+    def anonymous(self, token: str | None) -> Session:
+        """The pre-login session behind ``token``, or a fresh one (it carries the CSRF token)."""
+        session = self.sessions.get(token or "")
+        if session is None or session.username is not None:
+            session = self._new_session()
+        session.last_seen = self.clock()
+        return session
+
+    def new_captcha(self, session: Session) -> bytes:
+        session.captcha = new_captcha(self.rng)
+        return session.captcha.png
+
+    def login(self, session: Session, username: str, password: str, csrf: str, captcha: str) -> LoginResult:
+        """Check one login attempt in the order real systems do: CSRF, captcha, lock, password."""
+        if not secrets.compare_digest(session.csrf, csrf):
+            return self._record(username, LoginResult("bad_csrf", MSG_BAD_CSRF))
+        if self.switches.captcha:
+            expected, session.captcha = session.captcha, None  # single use, right or wrong
+            if expected is None or not expected.matches(captcha):
+                return self._record(username, LoginResult("bad_captcha", MSG_BAD_CAPTCHA))
+        if self.is_locked(username):
+            return self._record(username, LoginResult("locked", self._locked_message()))
+        account = self.accounts.get(username)
+        if account is None or not secrets.compare_digest(account.password, password):
+            return self._record(username, self._wrong_password(username))
+        self._failures.pop(username, None)
+        return self._record(username, LoginResult("ok", session=self._authenticate(session, username)))
+
+    def is_locked(self, username: str) -> bool:
+        return self._locked_until.get(username, 0.0) > self.clock()
+
+    def wrong_passwords(self, username: str) -> int:
+        """How many wrong-password attempts the sandbox has seen for ``username``."""
+        return sum(1 for a in self.attempts if a.username == username and a.outcome == "bad_password")
+
+    def user(self, token: str | None) -> Session:
+        """The logged-in session behind ``token``; raises ``LoginRequired`` with the reason if none."""
+        ended = self._ended.pop(token or "", None)
+        if ended is not None:
+            raise LoginRequired(ended)
+        session = self.sessions.get(token or "")
+        if session is None or session.username is None:
+            raise LoginRequired("login")
+        now = self.clock()
+        if now - session.last_seen > self.switches.idle_timeout_s:
+            self._end(session, "expired")
+            self._ended.pop(session.token, None)
+            raise LoginRequired("expired")
+        session.last_seen = now
+        return session
+
+    def peek_user(self, token: str | None) -> str | None:
+        """Who ``token`` belongs to, without touching the session (for traffic logs)."""
+        session = self.sessions.get(token or "")
+        return session.username if session else None
+
+    def logout(self, session: Session) -> None:
+        self._end(session, "logout")
+        self._ended.pop(session.token, None)
+
+    def reset(self) -> None:
+        """Forget sessions, lockouts and history (tests use it between cases)."""
+        self.sessions.clear()
+        self._ended.clear()
+        self._failures.clear()
+        self._locked_until.clear()
+        self.attempts.clear()
+        self.events.clear()
+
+    def _new_session(self) -> Session:
+        self._serial += 1
+        session = Session(
+            token=secrets.token_urlsafe(24),
+            serial=self._serial,
+            csrf=secrets.token_urlsafe(16),
+            last_seen=self.clock(),
+        )
+        self.sessions[session.token] = session
+        return session
+
+    def _authenticate(self, anonymous: Session, username: str) -> Session:
+        # A fresh token on login, as real systems do against session fixation.
+        self.sessions.pop(anonymous.token, None)
+        if self.switches.single_session:
+            for other in [s for s in self.sessions.values() if s.username == username]:
+                self._end(other, "kicked")
+        session = self._new_session()
+        session.username = username
+        self.events.append(SessionEvent(username, session.serial, "login", self.clock()))
+        return session
+
+    def _end(self, session: Session, reason: EndReason) -> None:
+        self.sessions.pop(session.token, None)
+        self._ended[session.token] = reason
+        if len(self._ended) > 10_000:  # bounded memory under long soak runs
+            self._ended.pop(next(iter(self._ended)))
+        if session.username is not None:
+            self.events.append(SessionEvent(session.username, session.serial, reason, self.clock()))
+
+    def _wrong_password(self, username: str) -> LoginResult:
+        failures = self._failures.get(username, 0) + 1
+        self._failures[username] = failures
+        left = self.switches.lockout_threshold - failures
+        if left <= 0 and username in self.accounts:
+            self._locked_until[username] = self.clock() + self.switches.lockout_minutes * 60
+            self._failures.pop(username, None)
+            return LoginResult("bad_password", self._locked_message())
+        return LoginResult("bad_password", MSG_BAD_PASSWORD.format(left=max(left, 1)))
+
+    def _locked_message(self) -> str:
+        return MSG_LOCKED.format(minutes=f"{self.switches.lockout_minutes:g}")
+
+    def _record(self, username: str, result: LoginResult) -> LoginResult:
+        self.attempts.append(LoginAttempt(username, result.outcome, self.clock()))
+        return result

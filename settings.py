@@ -1,0 +1,49 @@
+"""One typed settings object for the whole project.
+
+Every field can be set from the environment with the ``HARVEST_`` prefix
+(``HARVEST_DATA_DIR=/srv/harvest``) or from a ``.env`` file in the working directory.
+README.md documents each field; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where gridharvest keeps its data and how it reaches its tools."""
+
+    model_config = SettingsConfigDict(env_prefix="HARVEST_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("data"), description="Folder for the database, logs and run artifacts."
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the snapshot database; default: a SQLite file in the data dir.",
+    )
+    chromium: Path = Field(
+        default=Path("/usr/bin/chromium"), description="Chromium executable that Playwright drives."
+    )
+    headless: bool = Field(default=True, description="Run Chromium without a window.")
+    sandbox_host: str = Field(default="127.0.0.1", description="Address the sandbox systems listen on.")
+    sandbox_port: int = Field(
+        default=8701,
+        description="First port of the sandbox systems; each further system takes the next one.",
+    )
+    sandbox_seed: int = Field(default=7, description="Seed of the sandbox's synthetic data.")
+    sandbox_persons: int = Field(default=5000, description="Persons in the sandbox's population.")
+    sandbox_communities: int = Field(default=4, description="Communities the sandbox persons live in.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in force: the configured one, or SQLite in the data dir."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'harvest.db'}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; keyword arguments win over it."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,54 @@
+"""Shared fixtures: real Chromium from our settings, one sandbox per session, data in tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors import launch_options
+from sandbox import Sandbox, World, generate_world
+from settings import load_settings
+
+# Small but realistic: three communities, so every scope test has neighbours to refuse.
+TEST_SEED = 11
+TEST_PERSONS = 900
+TEST_COMMUNITIES = 3
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Nothing a test does may touch ./data: point the data dir at the test's own folder."""
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("HARVEST_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("HARVEST_DATABASE_URL", raising=False)
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """pytest-playwright launches Debian's Chromium with our flags, never a downloaded build."""
+    return {**browser_type_launch_args, **launch_options(load_settings())}
+
+
+@pytest.fixture(scope="session")
+def world() -> World:
+    return generate_world(seed=TEST_SEED, persons=TEST_PERSONS, communities=TEST_COMMUNITIES)
+
+
+@pytest.fixture(scope="session")
+def _running_sandbox(world: World) -> Iterator[Sandbox]:
+    with Sandbox(world) as box:
+        yield box
+
+
+@pytest.fixture
+def sandbox(_running_sandbox: Sandbox) -> Iterator[Sandbox]:
+    """The session's sandbox, clean for each test: default switches, no sessions, no lockouts."""
+    for system in _running_sandbox.systems.values():
+        system.reset()
+    yield _running_sandbox
+    for system in _running_sandbox.systems.values():
+        system.reset()

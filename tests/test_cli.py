@@ -1,0 +1,79 @@
+"""The `harvest` command as an operator meets it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from typer.testing import CliRunner
+
+from cli import app
+
+runner = CliRunner()
+
+
+def test_sandbox_accounts_prints_one_account_per_system_and_community() -> None:
+    result = runner.invoke(app, ["sandbox", "--accounts", "--persons", "300", "--communities", "2"])
+    assert result.exit_code == 0, result.output
+    accounts = json.loads(result.stdout)
+    assert {(a["system"], a["scope"]) for a in accounts} == {
+        (system, scope) for system in ("population", "civil", "market") for scope in ("donghu", "xiyuan")
+    }
+    assert all(a["username"] and a["password"] for a in accounts)
+    again = json.loads(
+        runner.invoke(app, ["sandbox", "--accounts", "--persons", "300", "--communities", "2"]).stdout
+    )
+    assert again == accounts
+
+
+def test_a_bad_switch_is_a_usage_error_that_names_the_fix() -> None:
+    for bad, hint in (
+        ("population.nope=1", "unknown sandbox switch"),
+        ("captcha=true", "SYSTEM.SWITCH=VALUE"),
+    ):
+        result = runner.invoke(app, ["sandbox", "--accounts", "--set", bad])
+        assert result.exit_code == 2
+        assert hint in result.output
+
+
+def test_help_explains_the_sandbox_command() -> None:
+    result = runner.invoke(app, ["sandbox", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "--accounts" in result.output and "SYSTEM.SWITCH=VALUE" in result.output
+
+
+def test_sandbox_serves_in_the_foreground_until_interrupted(tmp_path: Path) -> None:
+    env = {**os.environ, "COLUMNS": "200", "HARVEST_SANDBOX_PORT": "0", "HARVEST_SANDBOX_PERSONS": "400"}
+    command = [sys.executable, "-m", "cli", "sandbox", "--set", "population.layout_changed=true"]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parent.parent,
+    )
+    try:
+        output = ""
+        deadline = time.monotonic() + 60
+        while "Ctrl+C" not in output and time.monotonic() < deadline:
+            line = process.stdout.readline() if process.stdout else ""
+            if not line and process.poll() is not None:
+                break
+            output += line
+        urls = re.findall(r"http://127\.0\.0\.1:\d+", output)
+        assert len(urls) == 3, output
+        assert "rk_donghu" in output and "layout_changed=True" in output
+        login = httpx.get(f"{urls[0]}/login")
+        assert login.status_code == 200 and "人口管理系统" in login.text
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+    finally:
+        process.kill()
