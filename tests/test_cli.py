@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -77,3 +78,13 @@ def test_sandbox_serves_in_the_foreground_until_interrupted(tmp_path: Path) -> N
         assert process.wait(timeout=15) == 0
     finally:
         process.kill()
+
+
+def test_a_port_in_use_stops_the_sandbox_with_a_clear_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["sandbox", "--persons", "200", "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output and "HARVEST_SANDBOX_PORT" in result.output
