@@ -23,6 +23,8 @@ from sandbox._switches import Switches
 LoginOutcome = Literal["ok", "bad_password", "bad_captcha", "locked", "bad_csrf"]
 EndReason = Literal["expired", "kicked", "logout"]
 
+SWEEP_AT = 2_000  # sessions held before idle ones are swept
+
 MSG_BAD_PASSWORD = "用户名或密码错误，还可尝试 {left} 次"
 MSG_BAD_CAPTCHA = "验证码错误，请重新输入"
 MSG_LOCKED = "账号已锁定，请 {minutes} 分钟后再试"
@@ -159,6 +161,8 @@ class Gate:
         self.events.clear()
 
     def _new_session(self) -> Session:
+        if len(self.sessions) >= SWEEP_AT:
+            self._sweep()
         self._serial += 1
         session = Session(
             token=secrets.token_urlsafe(24),
@@ -168,6 +172,15 @@ class Gate:
         )
         self.sessions[session.token] = session
         return session
+
+    def _sweep(self) -> None:
+        """Forget idle sessions, so a long soak of login-page loads cannot grow memory without end."""
+        now = self.clock()
+        for session in [s for s in self.sessions.values() if now - s.last_seen > self.switches.idle_timeout_s]:
+            if session.username is None:
+                self.sessions.pop(session.token, None)
+            else:
+                self._end(session, "expired")
 
     def _authenticate(self, anonymous: Session, username: str) -> Session:
         # A fresh token on login, as real systems do against session fixation.

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from sandbox import Sandbox
+from sandbox._gate import SWEEP_AT
 
 
 def _within(observed: int, trials: int, rate: float) -> bool:
@@ -133,3 +134,22 @@ def test_switches_can_be_flipped_over_http_and_reset(sandbox: Sandbox) -> None:
     assert bad.status_code == 422 and "unknown sandbox switch" in bad.json()["detail"]
     system.reset()
     assert system.switches.captcha is False and system.switches.lockout_threshold == 3
+
+
+def test_idle_sessions_are_swept_but_an_expired_login_still_says_expired(sandbox: Sandbox) -> None:
+    system = sandbox["population"]
+    gate = system.gate
+    system.switches.idle_timeout_s = 0.2
+    account = system.accounts[0]
+    with httpx.Client(base_url=system.url) as client:
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
+        assert csrf is not None
+        data = {"username": account.username, "password": account.password, "csrf_token": csrf.group(1)}
+        assert client.post("/login", data=data).status_code == 303
+        for _ in range(SWEEP_AT):
+            gate.anonymous(None)
+        time.sleep(0.3)
+        gate.anonymous(None)  # the session past SWEEP_AT triggers the sweep
+        assert len(gate.sessions) < 5
+        expired = client.get("/persons")
+        assert expired.status_code == 303 and "reason=expired" in expired.headers["location"]
