@@ -175,8 +175,8 @@ class Gate:
 
     def _sweep(self) -> None:
         """Forget idle sessions, so a long soak of login-page loads cannot grow memory without end."""
-        now = self.clock()
-        for session in [s for s in self.sessions.values() if now - s.last_seen > self.switches.idle_timeout_s]:
+        cutoff = self.clock() - self.switches.idle_timeout_s
+        for session in [s for s in self.sessions.values() if s.last_seen < cutoff]:
             if session.username is None:
                 self.sessions.pop(session.token, None)
             else:
