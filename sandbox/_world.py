@@ -333,7 +333,7 @@ def _persons(rng: np.random.Generator, sizes: np.ndarray, starts: np.ndarray) ->
     )  # one birthplace per family keeps hometowns plausible
 
     relation = np.full(n, _CHILD)
-    relation[(rng.random(n) < 0.04)] = _OTHER
+    relation[rng.random(n) < 0.04] = _OTHER  # lodgers and other relatives, aged like children
     relation[(pos == size - 1) & has_parent[hh]] = _PARENT
     relation[(pos == 1) & has_spouse[hh]] = _SPOUSE
     relation[pos == 0] = _HEAD
@@ -360,7 +360,7 @@ def _persons(rng: np.random.Generator, sizes: np.ndarray, starts: np.ndarray) ->
 
     phone = _text(n, "1", (_pick(rng, np.array([3, 5, 7, 8, 9]), n), 1), (rng.integers(0, 10**9, n), 9))
     phone = np.where(age < 16, "", phone).astype(object)
-    tag_code = ((sizes[hh] == 1) & (age >= 60)) * 4 + dibao[hh] * 2 + (rng.random(n) < 0.02)
+    tag_code = ((size == 1) & (age >= 60)) * 4 + dibao[hh] * 2 + (rng.random(n) < 0.02)
     return {
         "household": hh,
         "name": name,

@@ -200,7 +200,9 @@ def test_elderly_rows_join_to_persons_aged_60_and_over(world: World) -> None:
     assert set(joined["service_type"]) == {"高龄津贴", "养老服务补贴", "居家养老上门服务"}
     born = joined["birth_date"].map(date.fromisoformat)
     started = joined["start_date"].map(date.fromisoformat)
-    assert all(age_on(b, s) >= 60 for b, s in zip(born, started, strict=True))
+    age_at_start = pd.Series([age_on(b, s) for b, s in zip(born, started, strict=True)], index=joined.index)
+    assert (age_at_start >= 60).all()
+    assert (age_at_start[joined["service_type"] == "高龄津贴"] >= 80).all()
     assert (started <= REFERENCE_DATE).all()
     covered = len(elderly) / (persons["age"] >= 60).sum()
     assert 0.6 < covered < 0.8
