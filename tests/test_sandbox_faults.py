@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pytest
+from playwright.sync_api import Page, expect
 
 from sandbox import Sandbox
 from sandbox._gate import SWEEP_AT
@@ -19,14 +20,19 @@ def _within(observed: int, trials: int, rate: float) -> bool:
     return abs(observed - trials * rate) <= 4 * sigma + 1
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("code", ["population", "civil", "market"])
-def test_500s_come_at_the_configured_rate(sandbox: Sandbox, code: str) -> None:
+def test_500s_come_at_the_configured_rate_in_the_browser(page: Page, sandbox: Sandbox, code: str) -> None:
     system = sandbox[code]
     system.switches.fault_500_rate = 0.2
-    with httpx.Client(base_url=system.url) as client:
-        statuses = [client.get("/login").status_code for _ in range(400)]
+    statuses = []
+    for _ in range(120):
+        response = page.goto(f"{system.url}/login")
+        assert response is not None
+        statuses.append(response.status)
     assert set(statuses) == {200, 500}
-    assert _within(statuses.count(500), 400, 0.2), statuses.count(500)
+    assert _within(statuses.count(500), 120, 0.2), statuses.count(500)
+    expect(page.locator("body")).to_be_visible()
 
 
 def test_dropped_connections_come_at_the_configured_rate(sandbox: Sandbox) -> None:
@@ -71,6 +77,25 @@ def test_requests_over_the_rate_get_429_with_retry_after(sandbox: Sandbox) -> No
         assert 1 <= wait <= 2
         time.sleep(wait)
         assert client.get("/login").status_code == 200
+
+
+def test_a_lock_lifts_after_the_configured_minutes(sandbox: Sandbox) -> None:
+    system = sandbox["civil"]
+    system.switches.lockout_minutes = 0.005  # 0.3 s
+    account = system.accounts[0]
+    with httpx.Client(base_url=system.url) as client:
+
+        def attempt(password: str) -> httpx.Response:
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
+            assert csrf is not None
+            data = {"username": account.username, "password": password, "csrf_token": csrf.group(1)}
+            return client.post("/login", data=data)
+
+        for _ in range(3):
+            attempt("wrong")
+        assert "账号已锁定" in attempt(account.password).text
+        time.sleep(0.4)
+        assert attempt(account.password).status_code == 303
 
 
 def test_login_without_the_csrf_token_is_refused(sandbox: Sandbox) -> None:
