@@ -35,7 +35,7 @@ COLUMNS_CHANGED = [
 
 
 def _columns(system: SandboxSystem) -> list[tuple[str, str, str]]:
-    return COLUMNS_CHANGED if system.switches.layout_changed else COLUMNS
+    return system.layout(COLUMNS, COLUMNS_CHANGED)
 
 
 def _to_api(system: SandboxSystem, frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -75,12 +75,7 @@ def add_routes(app: FastAPI, system: SandboxSystem) -> None:
     @app.get("/api/elderly/{archive_no}")
     async def elderly_detail(request: Request, archive_no: str) -> Response:
         session = system.user(request)
-        records = system.world.elderly
-        match = records[records["archive_no"] == archive_no]
-        if match.empty:
-            return system.not_found(request, session)
-        if match.iloc[0]["community"] != system.scope_of(session.username or ""):
-            return system.forbidden(request, session)
+        match = system.visible(session, system.world.elderly, "archive_no", archive_no)
         return JSONResponse({"code": 200, "data": _to_api(system, match)[0]})
 
 

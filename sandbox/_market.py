@@ -35,7 +35,7 @@ FIELDS_CHANGED = [
 
 
 def _fields(system: SandboxSystem) -> list[tuple[str, str]]:
-    return FIELDS_CHANGED if system.switches.layout_changed else FIELDS
+    return system.layout(FIELDS, FIELDS_CHANGED)
 
 
 def _found(system: SandboxSystem, username: str, keyword: str) -> pd.DataFrame:
@@ -98,13 +98,7 @@ def add_routes(app: FastAPI, system: SandboxSystem) -> None:
     @app.get("/entities/{uscc}")
     async def entity(request: Request, uscc: str) -> Response:
         session = system.user(request)
-        everything = system.world.entities
-        match = everything[everything["uscc"] == uscc]
-        if match.empty:
-            return system.not_found(request, session)
-        row = match.iloc[0]
-        if row["community"] != system.scope_of(session.username or ""):
-            return system.forbidden(request, session)
+        row = system.visible(session, system.world.entities, "uscc", uscc).iloc[0]
         return system.render(request, "market_entity.html", session=session, row=row, fields=_fields(system))
 
 

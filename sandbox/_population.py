@@ -90,7 +90,7 @@ def add_routes(app: FastAPI, system: SandboxSystem) -> None:
         scoped = system.scoped("persons", session.username)
         found = _search(scoped, name=name, id_number=id_number, address=compound, tags=tag)
         pager = paging(len(found), page, size)
-        columns = PERSON_COLUMNS_CHANGED if system.switches.layout_changed else PERSON_COLUMNS
+        columns = system.layout(PERSON_COLUMNS, PERSON_COLUMNS_CHANGED)
         return system.render(
             request,
             "population_persons.html",
@@ -112,14 +112,8 @@ def add_routes(app: FastAPI, system: SandboxSystem) -> None:
     @app.get("/persons/{person_id}")
     async def person(request: Request, person_id: int) -> Response:
         session = system.user(request)
-        everyone = system.world.persons
-        match = everyone[everyone["person_id"] == person_id]
-        if match.empty:
-            return system.not_found(request, session)
-        row = match.iloc[0]
-        if row["community"] != system.scope_of(session.username or ""):
-            return system.forbidden(request, session)
-        columns = PERSON_COLUMNS_CHANGED if system.switches.layout_changed else PERSON_COLUMNS
+        row = system.visible(session, system.world.persons, "person_id", person_id).iloc[0]
+        columns = system.layout(PERSON_COLUMNS, PERSON_COLUMNS_CHANGED)
         return system.render(request, "population_person.html", session=session, row=row, columns=columns)
 
     @app.get("/households")
@@ -132,7 +126,7 @@ def add_routes(app: FastAPI, system: SandboxSystem) -> None:
             system.scoped("households", session.username), household_no=household_no, compound=compound
         )
         pager = paging(len(found), page, size)
-        columns = HOUSEHOLD_COLUMNS_CHANGED if system.switches.layout_changed else HOUSEHOLD_COLUMNS
+        columns = system.layout(HOUSEHOLD_COLUMNS, HOUSEHOLD_COLUMNS_CHANGED)
         return system.render(
             request,
             "population_households.html",
@@ -146,15 +140,9 @@ def add_routes(app: FastAPI, system: SandboxSystem) -> None:
     @app.get("/households/{household_no}")
     async def household(request: Request, household_no: str) -> Response:
         session = system.user(request)
-        homes = system.world.households
-        match = homes[homes["household_no"] == household_no]
-        if match.empty:
-            return system.not_found(request, session)
-        home = match.iloc[0]
-        if home["community"] != system.scope_of(session.username or ""):
-            return system.forbidden(request, session)
+        home = system.visible(session, system.world.households, "household_no", household_no).iloc[0]
         members = system.world.persons[system.world.persons["household_no"] == household_no]
-        columns = PERSON_COLUMNS_CHANGED if system.switches.layout_changed else PERSON_COLUMNS
+        columns = system.layout(PERSON_COLUMNS, PERSON_COLUMNS_CHANGED)
         return system.render(
             request, "population_household.html", session=session, home=home, members=members, columns=columns
         )

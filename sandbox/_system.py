@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import pandas as pd
@@ -26,6 +26,7 @@ from sandbox._traffic import CONTROL_PREFIX, Traffic, TrafficLog
 from sandbox._world import World
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+T = TypeVar("T")
 MSG_FORBIDDEN = "无权访问该记录：该记录不属于本账号所辖社区"
 
 
@@ -123,15 +124,31 @@ class SandboxSystem:
         """The logged-in session of this request, or ``LoginRequired``."""
         return self.gate.user(request.cookies.get(self.spec.cookie_name))
 
-    def forbidden(self, request: Request, session: Session) -> Response:
-        if request.url.path.startswith("/api/"):
-            return JSONResponse({"code": 403, "msg": MSG_FORBIDDEN}, status_code=403)
-        return self.render(request, "error.html", 403, session=session, message=MSG_FORBIDDEN)
+    def layout(self, normal: T, changed: T) -> T:
+        """The page layout in force: ``changed`` while the layout-changed switch is on."""
+        return changed if self.switches.layout_changed else normal
 
-    def not_found(self, request: Request, session: Session) -> Response:
-        if request.url.path.startswith("/api/"):
-            return JSONResponse({"code": 404, "msg": "记录不存在"}, status_code=404)
-        return self.render(request, "error.html", 404, session=session, message="记录不存在")
+    def visible(self, session: Session, frame: pd.DataFrame, column: str, value: object) -> pd.DataFrame:
+        """The rows of ``frame`` where ``column == value``, if this session's scope may see them.
+
+        Raises ``RecordRefused`` (404 or 403), which the app answers as HTML or JSON.
+        """
+        match = frame[frame[column] == value]
+        if match.empty:
+            raise RecordRefused(404, "记录不存在", session)
+        if match.iloc[0]["community"] != self.scope_of(session.username or ""):
+            raise RecordRefused(403, MSG_FORBIDDEN, session)
+        return match
+
+
+class RecordRefused(Exception):
+    """A detail page asked for a record that does not exist (404) or is out of scope (403)."""
+
+    def __init__(self, status: int, message: str, session: Session) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.session = session
 
 
 def _safe_next(target: str, home: str) -> str:
@@ -150,6 +167,12 @@ def _build_app(system: SandboxSystem) -> FastAPI:
         return RedirectResponse(
             f"/login?{urlencode({'reason': exc.reason, 'next': target})}", status_code=303
         )
+
+    @app.exception_handler(RecordRefused)
+    async def refused(request: Request, exc: RecordRefused) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"code": exc.status, "msg": exc.message}, status_code=exc.status)
+        return system.render(request, "error.html", exc.status, session=exc.session, message=exc.message)
 
     @app.get("/")
     async def root() -> Response:
