@@ -1,8 +1,10 @@
-"""The local snapshot of every harvested dataset, with provenance and history.
+"""The local snapshot of every harvested dataset, with provenance and change history.
 
-For now it only exposes the resident ID-number helpers.
+Runs stage their records as they arrive; ``Store.publish`` makes them the snapshot in
+one transaction, and a failed or killed run changes nothing.
 """
 
+from store._engine import StoreUnavailable, make_engine
 from store._idnumber import (
     id_number_birth_date,
     id_number_check_digit,
@@ -10,11 +12,28 @@ from store._idnumber import (
     is_valid_id_number,
     normalize_id_number,
 )
+from store._record import Field, Record, RecordDeclarationError, RecordSpec, Role, record_spec
+from store._store import PublishRefused, Store, UnknownRun
+from store._tables import Change, Run, SchemaMismatch
 
 __all__ = [
+    "Change",
+    "Field",
+    "PublishRefused",
+    "Record",
+    "RecordDeclarationError",
+    "RecordSpec",
+    "Role",
+    "Run",
+    "SchemaMismatch",
+    "Store",
+    "StoreUnavailable",
+    "UnknownRun",
     "id_number_birth_date",
     "id_number_check_digit",
     "id_number_gender",
     "is_valid_id_number",
+    "make_engine",
     "normalize_id_number",
+    "record_spec",
 ]

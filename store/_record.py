@@ -1,0 +1,109 @@
+"""What a robot's record is: a typed model whose fields carry a natural-key flag and a personal-data role."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import types
+from dataclasses import dataclass
+from typing import Any, Literal, Union, get_args, get_origin
+
+import pydantic
+from pydantic import BaseModel, ConfigDict
+
+Role = Literal["id_number", "name", "phone", "address", "household", "community", "grid", "tags"]
+SCALARS: tuple[type, ...] = (str, int, float, bool, dt.date, dt.datetime)
+
+
+class Record(BaseModel):
+    """Base class of every harvested record: subclass it and declare typed fields with ``Field``."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+
+def Field(
+    default: Any = ...,
+    *,
+    key: bool = False,
+    role: Role | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A record field: ``key=True`` puts it in the natural key, ``role`` says what personal data it is."""
+    extra = {"key": key, "role": role}
+    return pydantic.Field(default, json_schema_extra=extra, **kwargs)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: type
+    nullable: bool
+    key: bool
+    role: str | None
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    """A record class read back as data: its columns, natural key and roles."""
+
+    model: type[Record]
+    columns: tuple[Column, ...]
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.key)
+
+    @property
+    def roles(self) -> dict[str, str]:
+        return {c.name: c.role for c in self.columns if c.role}
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def row(self, record: Record | dict[str, Any]) -> dict[str, Any]:
+        """A validated row of plain values plus its content hash."""
+        model = record if isinstance(record, self.model) else self.model.model_validate(record)
+        values = {name: getattr(model, name) for name in self.names}
+        return values | {"content_hash": content_hash([values[n] for n in self.names])}
+
+
+def content_hash(values: list[Any]) -> str:
+    """A short stable digest of a record's values, so unchanged re-harvests write nothing."""
+    text = json.dumps(values, ensure_ascii=False, default=str, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+class RecordDeclarationError(TypeError):
+    """A record class the store cannot keep; the message names the field and the fix."""
+
+
+def record_spec(model: type[Record]) -> RecordSpec:
+    columns = []
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        python_type, nullable = _scalar(model, name, info.annotation)
+        columns.append(Column(name, python_type, nullable, bool(extra.get("key")), extra.get("role")))  # type: ignore[arg-type]
+    spec = RecordSpec(model, tuple(columns))
+    if not spec.key:
+        raise RecordDeclarationError(
+            f"{model.__name__} has no natural key: mark the fields that identify a record Field(key=True)"
+        )
+    if any(c.nullable for c in columns if c.key):
+        raise RecordDeclarationError(f"{model.__name__}: a key field cannot be optional")
+    return spec
+
+
+def _scalar(model: type, name: str, annotation: Any) -> tuple[type, bool]:
+    args = get_args(annotation)
+    if get_origin(annotation) in (Union, types.UnionType) and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1 and inner[0] in SCALARS:
+            return inner[0], True
+    elif annotation in SCALARS:
+        return annotation, False
+    allowed = ", ".join(t.__name__ for t in SCALARS)
+    raise RecordDeclarationError(
+        f"{model.__name__}.{name}: type {annotation!r} cannot be stored; use {allowed} (or Optional of one)"
+    )

@@ -1,0 +1,352 @@
+"""Runs are staged as their records arrive and published in one transaction when they end well.
+
+A failed, cancelled or killed run leaves the snapshot exactly as it was: its rows only
+ever lived in the staging table, which ``recover()`` clears on the next start.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, SQLModel
+
+from store._record import Record, RecordSpec, record_spec
+from store._tables import Change, Run, _now, ensure, snapshot_table, stage_table
+
+BATCH = 2_000
+SHRINK_RATIO = 0.9
+
+
+class PublishRefused(RuntimeError):
+    """Publishing would do harm (the shrink guard); the run ended ``layout_changed`` and nothing changed."""
+
+
+class UnknownRun(KeyError):
+    """No run with that id, or it is not running any more."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    spec: RecordSpec
+    snapshot: sa.Table
+    stage: sa.Table
+
+
+class Store:
+    """The snapshot database: datasets, runs, history."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        SQLModel.metadata.create_all(engine, tables=[Run.__table__, Change.__table__])  # type: ignore[list-item]
+        self._datasets: dict[str, Dataset] = {}
+
+    def dataset(self, name: str, model: type[Record]) -> Dataset:
+        """The tables of dataset ``name`` for records of ``model``, created or upgraded as needed."""
+        known = self._datasets.get(name)
+        if known is not None and known.spec.model is model:
+            return known
+        spec = record_spec(model)
+        metadata = sa.MetaData()  # one per definition: a redefined record must not collide with the old one
+        snapshot, stage = snapshot_table(metadata, name, spec), stage_table(metadata, name, spec)
+        ensure(self.engine, snapshot, spec)
+        ensure(self.engine, stage, spec)
+        self._datasets[name] = Dataset(name, spec, snapshot, stage)
+        return self._datasets[name]
+
+    def begin_run(
+        self, *, robot: str, dataset: str, model: type[Record], system: str, account: str, scope: str
+    ) -> str:
+        self.dataset(dataset, model)
+        run = Run(
+            id=uuid.uuid4().hex,
+            robot=robot,
+            dataset=dataset,
+            system=system,
+            account=account,
+            scope=scope,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+        )
+        with Session(self.engine) as session:
+            session.add(run)
+            session.commit()
+            return run.id
+
+    def stage(self, run_id: str, records: Iterable[Record | dict[str, Any]]) -> int:
+        """Stage ``records`` for ``run_id`` in batches; a record seen twice counts once (the last wins)."""
+        data = self._running_dataset(run_id)
+        staged = 0
+        rows = ({"run_id": run_id, **data.spec.row(r)} for r in records)
+        for batch in iter(lambda: list(islice(rows, BATCH)), []):
+            with self.engine.begin() as conn:
+                conn.execute(_upsert(self.engine, data.stage, data.spec.key), batch)
+            staged += len(batch)
+        return staged
+
+    def publish(self, run_id: str, *, complete: bool = True, pages: int = 0) -> Run:
+        """Make the run's records the snapshot, in one transaction; a redelivered finished run is a no-op."""
+        run = self.run(run_id)
+        if run.status != "running":
+            return run
+        data = self._datasets[run.dataset]
+        with self.engine.begin() as conn:
+            seen = conn.scalar(
+                sa.select(sa.func.count()).select_from(data.stage).where(data.stage.c.run_id == run_id)
+            )
+            previous = self._last_good(conn, run.dataset, run.scope)
+            if complete and previous and seen < SHRINK_RATIO * previous:
+                refusal = (
+                    f"this run saw {seen} records where the last good run saw {previous}: the page layout "
+                    "may have changed. Nothing was published; check the system, then re-run"
+                )
+            else:
+                refusal = ""
+                counts = _publish(conn, data, run, complete)
+                conn.execute(sa.delete(data.stage).where(data.stage.c.run_id == run_id))
+                conn.execute(
+                    sa.update(Run.__table__)
+                    .where(Run.__table__.c.id == run_id)
+                    .values(  # type: ignore[attr-defined]
+                        status="ok", finished_at=_now(), seen=seen, pages=pages, complete=complete, **counts
+                    )
+                )
+        if refusal:
+            self.fail(run_id, "layout_changed", refusal)
+            raise PublishRefused(refusal)
+        return self.run(run_id)
+
+    def fail(self, run_id: str, kind: str, message: str, *, status: str = "failed") -> Run:
+        """End a run without touching the snapshot: record why, and drop its staged rows."""
+        run = self.run(run_id)
+        data = self._datasets.get(run.dataset)
+        with self.engine.begin() as conn:
+            if data is not None:
+                conn.execute(sa.delete(data.stage).where(data.stage.c.run_id == run_id))
+            conn.execute(
+                sa.update(Run.__table__)
+                .where(Run.__table__.c.id == run_id)
+                .values(  # type: ignore[attr-defined]
+                    status=status, failure_kind=kind, message=message, finished_at=_now()
+                )
+            )
+        return self.run(run_id)
+
+    def recover(self) -> list[str]:
+        """Mark runs of dead processes on this host ``killed`` and clear their staging; returns their ids."""
+        host = socket.gethostname()
+        with Session(self.engine) as session:
+            running = (
+                session.exec(sa.select(Run).where(Run.status == "running", Run.host == host)).scalars().all()
+            )  # type: ignore[call-overload]
+        dead = [run for run in running if not _alive(run.pid)]
+        inspector = sa.inspect(self.engine)
+        with self.engine.begin() as conn:
+            for run in dead:
+                stage = f"stage_{run.dataset}"
+                if inspector.has_table(stage):
+                    conn.execute(sa.text(f'DELETE FROM "{stage}" WHERE run_id = :id'), {"id": run.id})
+                conn.execute(
+                    sa.update(Run.__table__)
+                    .where(Run.__table__.c.id == run.id)
+                    .values(  # type: ignore[attr-defined]
+                        status="killed",
+                        failure_kind="killed",
+                        finished_at=_now(),
+                        message="the process running it ended without finishing; nothing was published",
+                    )
+                )
+        return [run.id for run in dead]
+
+    def run(self, run_id: str) -> Run:
+        with Session(self.engine) as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise UnknownRun(run_id)
+            return run
+
+    def _running_dataset(self, run_id: str) -> Dataset:
+        run = self.run(run_id)
+        if run.status != "running":
+            raise UnknownRun(f"run {run_id} is {run.status}, not running")
+        return self._datasets[run.dataset]
+
+    @staticmethod
+    def _last_good(conn: sa.Connection, dataset: str, scope: str) -> int:
+        runs = Run.__table__.c  # type: ignore[attr-defined]
+        query = (
+            sa.select(runs.seen)
+            .where(runs.dataset == dataset, runs.scope == scope, runs.status == "ok", runs.complete.is_(True))
+            .order_by(runs.finished_at.desc())
+            .limit(1)
+        )
+        return conn.scalar(query) or 0
+
+
+def _upsert(engine: Engine, table: sa.Table, key: tuple[str, ...]) -> sa.Insert:
+    """The one dialect switch: insert-or-replace on the staging table's primary key."""
+    insert = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert(table)
+    update = {c.name: insert.excluded[c.name] for c in table.columns if not c.primary_key}
+    return insert.on_conflict_do_update(index_elements=["run_id", *key], set_=update)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _key_text(table: sa.Table, key: tuple[str, ...]) -> sa.ColumnElement[str]:
+    parts = [sa.cast(table.c[k], sa.Text) for k in key]
+    text = parts[0]
+    for part in parts[1:]:
+        text = text + "|" + part
+    return text
+
+
+def _publish(conn: sa.Connection, data: Dataset, run: Run, complete: bool) -> dict[str, int]:
+    snap, stage, key, names = data.snapshot, data.stage, data.spec.key, data.spec.names
+    matches = sa.and_(*(stage.c[k] == snap.c[k] for k in key), stage.c.run_id == run.id)
+    now = _now()
+    counts = {"new": 0, "changed": 0, "unchanged": 0, "gone": 0, "back": 0}
+
+    # Unchanged first: after the changed rows are updated below, their hashes match too.
+    unchanged = conn.execute(
+        sa.update(snap)
+        .where(
+            sa.exists().where(matches, stage.c.content_hash == snap.c.content_hash), snap.c.gone_run.is_(None)
+        )
+        .values(last_seen_run=run.id, scope=run.scope)
+    )
+    counts["unchanged"] = unchanged.rowcount
+
+    # Changed or back: key-ordered batches, so a run that changes everything still stays in bounded memory.
+    for batch in _differing(conn, data, run.id):
+        history, updates = [], []
+        for row in batch:
+            before = {n: row[f"old_{n}"] for n in names}
+            after = {n: row[n] for n in names}
+            diff = {n: [_json(before[n]), _json(after[n])] for n in names if before[n] != after[n]}
+            kind = "back" if row["old_gone_run"] is not None else "changed"
+            counts[kind] += 1
+            history.append(
+                {
+                    "run_id": run.id,
+                    "dataset": data.name,
+                    "key": "|".join(str(row[k]) for k in key),
+                    "kind": kind,
+                    "fields": json.dumps(diff, ensure_ascii=False) if diff else None,
+                    "at": now,
+                }
+            )
+            changed_run = run.id if diff else row["old_last_changed_run"]
+            updates.append(
+                {
+                    **{f"b_{n}": row[n] for n in names},
+                    "b_hash": row["content_hash"],
+                    "b_changed": changed_run,
+                    **{f"k_{k}": row[k] for k in key},
+                }
+            )
+        conn.execute(sa.insert(Change.__table__), history)  # type: ignore[arg-type]
+        conn.execute(
+            sa.update(snap)
+            .where(*(snap.c[k] == sa.bindparam(f"k_{k}") for k in key))
+            .values(
+                {n: sa.bindparam(f"b_{n}") for n in names if n not in key}
+                | {
+                    "content_hash": sa.bindparam("b_hash"),
+                    "last_changed_run": sa.bindparam("b_changed"),
+                    "last_seen_run": run.id,
+                    "gone_run": None,
+                    "scope": run.scope,
+                }
+            ),
+            updates,
+        )
+
+    new_keys = sa.select(
+        sa.literal(run.id), sa.literal(data.name), _key_text(stage, key), sa.literal("new"), sa.literal(now)
+    ).where(stage.c.run_id == run.id, ~sa.exists().where(matches))
+    conn.execute(
+        sa.insert(Change.__table__).from_select(["run_id", "dataset", "key", "kind", "at"], new_keys)
+    )  # type: ignore[arg-type]
+    inserted = conn.execute(
+        sa.insert(snap).from_select(
+            [*names, "content_hash", "scope", "first_seen_run", "last_seen_run", "last_changed_run"],
+            sa.select(
+                *(stage.c[n] for n in names),
+                stage.c.content_hash,
+                sa.literal(run.scope),
+                sa.literal(run.id),
+                sa.literal(run.id),
+                sa.literal(run.id),
+            ).where(stage.c.run_id == run.id, ~sa.exists().where(matches)),
+        )
+    )
+    counts["new"] = inserted.rowcount
+
+    if complete:
+        missing = sa.and_(snap.c.scope == run.scope, snap.c.gone_run.is_(None), ~sa.exists().where(matches))
+        gone_keys = sa.select(
+            sa.literal(run.id),
+            sa.literal(data.name),
+            _key_text(snap, key),
+            sa.literal("gone"),
+            sa.literal(now),
+        ).where(missing)
+        conn.execute(
+            sa.insert(Change.__table__).from_select(["run_id", "dataset", "key", "kind", "at"], gone_keys)
+        )  # type: ignore[arg-type]
+        counts["gone"] = conn.execute(sa.update(snap).where(missing).values(gone_run=run.id)).rowcount
+    return counts
+
+
+def _differing(conn: sa.Connection, data: Dataset, run_id: str) -> Iterator[list[sa.RowMapping]]:
+    """Staged rows whose snapshot row differs or is gone, with the old values as ``old_*``, in batches."""
+    snap, stage, key = data.snapshot, data.stage, data.spec.key
+    old = [snap.c[n].label(f"old_{n}") for n in data.spec.names]
+    query = (
+        sa.select(
+            stage,
+            *old,
+            snap.c.gone_run.label("old_gone_run"),
+            snap.c.last_changed_run.label("old_last_changed_run"),
+        )
+        .join(snap, sa.and_(*(stage.c[k] == snap.c[k] for k in key)))
+        .where(
+            stage.c.run_id == run_id,
+            sa.or_(stage.c.content_hash != snap.c.content_hash, snap.c.gone_run.is_not(None)),
+        )
+        .order_by(*(stage.c[k] for k in key))
+        .limit(BATCH)
+    )
+    after: tuple[Any, ...] | None = None
+    while True:
+        page = (
+            query if after is None else query.where(sa.tuple_(*(stage.c[k] for k in key)) > sa.tuple_(*after))
+        )
+        batch = list(conn.execute(page).mappings())
+        if not batch:
+            return
+        yield batch
+        after = tuple(batch[-1][k] for k in key)
+
+
+def _json(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.date) else value

@@ -1,0 +1,140 @@
+"""The store's tables: runs, change history, and one snapshot and one staging table per dataset."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlmodel import Field, SQLModel
+
+from store._record import RecordSpec
+
+PROVENANCE = ("scope", "first_seen_run", "last_seen_run", "last_changed_run", "gone_run", "content_hash")
+_SQL_TYPES: dict[type, type[sa.types.TypeEngine]] = {
+    str: sa.Text,
+    int: sa.BigInteger,
+    float: sa.Float,
+    bool: sa.Boolean,
+    dt.date: sa.Date,
+    dt.datetime: sa.DateTime,
+}
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Run(SQLModel, table=True):
+    """One robot × account, once."""
+
+    id: str = Field(primary_key=True)
+    robot: str
+    dataset: str = Field(index=True)
+    system: str
+    account: str
+    scope: str
+    status: str = Field(default="running", index=True)  # running / ok / failed / cancelled / killed
+    failure_kind: str | None = None
+    message: str | None = None
+    started_at: dt.datetime = Field(default_factory=_now)
+    finished_at: dt.datetime | None = None
+    pages: int = 0
+    seen: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    gone: int = 0
+    back: int = 0
+    complete: bool = True
+    artifacts: str | None = None
+    host: str = ""
+    pid: int = 0
+
+
+class Change(SQLModel, table=True):
+    """One real change to one record: new, changed (with the fields before and after), gone, back."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True)
+    dataset: str = Field(index=True)
+    key: str = Field(index=True)
+    kind: str
+    fields: str | None = None  # JSON {"field": [before, after]} for changed and back
+    at: dt.datetime = Field(default_factory=_now)
+
+
+class SchemaMismatch(RuntimeError):
+    """The record class no longer fits its table in a way the store cannot upgrade in place."""
+
+
+def dataset_name(name: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", name):
+        raise ValueError(f"dataset name {name!r}: use lower-case letters, digits and _ (start with a letter)")
+    return name
+
+
+def snapshot_table(metadata: sa.MetaData, dataset: str, spec: RecordSpec) -> sa.Table:
+    columns = [
+        sa.Column(c.name, _SQL_TYPES[c.type], primary_key=c.key, nullable=c.nullable) for c in spec.columns
+    ]
+    return sa.Table(
+        f"snap_{dataset_name(dataset)}",
+        metadata,
+        *columns,
+        sa.Column("scope", sa.Text, nullable=False, index=True),
+        sa.Column("first_seen_run", sa.Text, nullable=False),
+        sa.Column("last_seen_run", sa.Text, nullable=False),
+        sa.Column("last_changed_run", sa.Text, nullable=False),
+        sa.Column("gone_run", sa.Text, nullable=True),
+        sa.Column("content_hash", sa.Text, nullable=False),
+    )
+
+
+def stage_table(metadata: sa.MetaData, dataset: str, spec: RecordSpec) -> sa.Table:
+    columns = [
+        sa.Column(c.name, _SQL_TYPES[c.type], primary_key=c.key, nullable=c.nullable) for c in spec.columns
+    ]
+    return sa.Table(
+        f"stage_{dataset_name(dataset)}",
+        metadata,
+        sa.Column("run_id", sa.Text, primary_key=True),
+        *columns,
+        sa.Column("content_hash", sa.Text, nullable=False),
+    )
+
+
+def ensure(engine: Engine, table: sa.Table, spec: RecordSpec) -> None:
+    """Create ``table``, or upgrade it in place when the record class gained fields."""
+    inspector = sa.inspect(engine)
+    if not inspector.has_table(table.name):
+        table.create(engine)
+        return
+    existing = {c["name"]: c for c in inspector.get_columns(table.name)}
+    keys = set(inspector.get_pk_constraint(table.name)["constrained_columns"])
+    wanted_keys = {c.name for c in table.columns if c.primary_key}
+    if keys != wanted_keys:
+        raise SchemaMismatch(
+            f"{table.name}: the natural key changed from {sorted(keys)} to {sorted(wanted_keys)}; "
+            f"keep the old key, or give the record a new dataset name (the old table stays as it is)"
+        )
+    with engine.begin() as conn:
+        for column in table.columns:
+            if column.name in existing:
+                _check_type(table.name, column, existing[column.name]["type"])
+                continue
+            # A new field: nullable, so the rows already there stay valid until the next harvest fills it.
+            ddl = sa.schema.CreateColumn(column).compile(dialect=engine.dialect)
+            text = str(ddl).replace("NOT NULL", "")
+            conn.execute(sa.text(f'ALTER TABLE "{table.name}" ADD COLUMN {text}'))
+
+
+def _check_type(table: str, wanted: sa.Column, found: sa.types.TypeEngine) -> None:
+    if wanted.type._type_affinity is not found._type_affinity and not (
+        isinstance(wanted.type, sa.Integer) and isinstance(found, sa.Integer)
+    ):
+        raise SchemaMismatch(
+            f"{table}.{wanted.name} is {found} in the database but {wanted.type} in the record class; "
+            "change the field back, or store it under a new field name"
+        )

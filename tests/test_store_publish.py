@@ -1,0 +1,198 @@
+"""Staging and publishing against a real SQLite file: new, changed, unchanged, gone, back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from store import Field, PublishRefused, Record, SchemaMismatch, Store, make_engine
+
+
+class Resident(Record):
+    id_number: str = Field(key=True, role="id_number")
+    name: str = Field(role="name")
+    address: str = Field(role="address")
+
+
+def people(n: int, *, start: int = 0, address: str = "东湖花园1栋") -> list[dict[str, str]]:
+    return [
+        {"id_number": f"ID{i:05d}", "name": f"居民{i}", "address": address} for i in range(start, start + n)
+    ]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(make_engine(f"sqlite:///{tmp_path / 'harvest.db'}"))
+
+
+def harvest(
+    store: Store,
+    rows: list[dict[str, str]],
+    *,
+    scope: str = "donghu",
+    complete: bool = True,
+    model: type[Record] = Resident,
+    dataset: str = "residents",
+):
+    run_id = store.begin_run(
+        robot="residents", dataset=dataset, model=model, system="population", account=scope, scope=scope
+    )
+    store.stage(run_id, rows)
+    return store.publish(run_id, complete=complete)
+
+
+def snapshot(store: Store, dataset: str = "residents") -> pd.DataFrame:
+    with store.engine.connect() as conn:
+        return pd.read_sql(f"SELECT * FROM snap_{dataset} ORDER BY id_number", conn)
+
+
+def changes(store: Store, run_id: str) -> pd.DataFrame:
+    with store.engine.connect() as conn:
+        return pd.read_sql(
+            sa.text("SELECT * FROM change WHERE run_id = :r ORDER BY key"), conn, params={"r": run_id}
+        )
+
+
+def test_a_first_harvest_makes_every_record_new_with_provenance(store: Store) -> None:
+    run = harvest(store, people(5))
+    assert (run.status, run.seen, run.new, run.changed, run.gone) == ("ok", 5, 5, 0, 0)
+    snap = snapshot(store)
+    assert list(snap["id_number"]) == [f"ID{i:05d}" for i in range(5)]
+    assert (
+        set(snap["first_seen_run"]) == set(snap["last_seen_run"]) == set(snap["last_changed_run"]) == {run.id}
+    )
+    assert snap["gone_run"].isna().all() and set(snap["scope"]) == {"donghu"}
+    assert list(changes(store, run.id)["kind"]) == ["new"] * 5
+
+
+def test_an_unchanged_reharvest_writes_no_history(store: Store) -> None:
+    first = harvest(store, people(5))
+    again = harvest(store, people(5))
+    assert (again.new, again.changed, again.unchanged, again.gone) == (0, 0, 5, 0)
+    assert changes(store, again.id).empty
+    snap = snapshot(store)
+    assert set(snap["last_seen_run"]) == {again.id} and set(snap["last_changed_run"]) == {first.id}
+
+
+def test_a_changed_field_is_recorded_before_and_after(store: Store) -> None:
+    harvest(store, people(5))
+    rows = people(5)
+    rows[2]["address"] = "西苑小区9栋"
+    run = harvest(store, rows)
+    assert (run.changed, run.unchanged, run.new) == (1, 4, 0)
+    history = changes(store, run.id)
+    assert list(history["kind"]) == ["changed"] and history["key"][0] == "ID00002"
+    assert json.loads(history["fields"][0]) == {"address": ["东湖花园1栋", "西苑小区9栋"]}
+    snap = snapshot(store).set_index("id_number")
+    assert (
+        snap.loc["ID00002", "address"] == "西苑小区9栋" and snap.loc["ID00002", "last_changed_run"] == run.id
+    )
+
+
+def test_records_a_complete_run_missed_are_gone_and_come_back(store: Store) -> None:
+    harvest(store, people(10))
+    partial = harvest(store, people(9), complete=False)
+    assert partial.gone == 0 and snapshot(store)["gone_run"].isna().all()
+    complete = harvest(store, people(9))
+    assert complete.gone == 1
+    snap = snapshot(store).set_index("id_number")
+    assert snap.loc["ID00009", "gone_run"] == complete.id and len(snap) == 10  # marked, never deleted
+    back = harvest(store, people(10))
+    assert (back.back, back.gone) == (1, 0)
+    assert snapshot(store)["gone_run"].isna().all()
+    assert list(changes(store, back.id)["kind"]) == ["back"]
+
+
+def test_gone_is_marked_only_within_the_runs_scope(store: Store) -> None:
+    harvest(store, people(10), scope="donghu")
+    harvest(store, people(10, start=100), scope="xiyuan")
+    run = harvest(store, people(10, start=100), scope="xiyuan")
+    assert run.gone == 0 and snapshot(store)["gone_run"].isna().all()
+
+
+def test_the_shrink_guard_refuses_a_run_that_saw_far_fewer_records(store: Store) -> None:
+    harvest(store, people(100))
+    before = snapshot(store)
+    run_id = store.begin_run(
+        robot="residents",
+        dataset="residents",
+        model=Resident,
+        system="population",
+        account="donghu",
+        scope="donghu",
+    )
+    store.stage(run_id, people(80))
+    with pytest.raises(PublishRefused, match="80 records where the last good run saw 100"):
+        store.publish(run_id)
+    pd.testing.assert_frame_equal(snapshot(store), before)
+    run = store.run(run_id)
+    assert (run.status, run.failure_kind) == ("failed", "layout_changed")
+    assert harvest(store, people(95)).status == "ok"  # within 90% publishes
+
+
+def test_a_failed_run_changes_nothing_and_leaves_no_staging(store: Store) -> None:
+    harvest(store, people(5))
+    before = snapshot(store)
+    run_id = store.begin_run(
+        robot="residents",
+        dataset="residents",
+        model=Resident,
+        system="population",
+        account="donghu",
+        scope="donghu",
+    )
+    store.stage(run_id, people(3, address="改了"))
+    store.fail(run_id, "system_unavailable", "系统无响应")
+    pd.testing.assert_frame_equal(snapshot(store), before)
+    with store.engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM stage_residents")) == 0
+    assert store.publish(run_id).status == "failed"  # a late publish of a failed run does nothing
+
+
+def test_a_record_seen_twice_in_one_run_counts_once(store: Store) -> None:
+    rows = people(3) + people(1)
+    run = harvest(store, rows)
+    assert (run.seen, run.new) == (3, 3)
+
+
+def test_publishing_a_finished_run_again_is_a_no_op(store: Store) -> None:
+    run = harvest(store, people(3))
+    assert store.publish(run.id).new == 3 and len(changes(store, run.id)) == 3
+
+
+def test_adding_a_field_upgrades_the_table_in_place_keeping_the_data(store: Store) -> None:
+    harvest(store, people(4))
+
+    class ResidentWithPhone(Resident):
+        phone: str | None = Field(None, role="phone")
+
+    rows = [r | {"phone": "13800000000"} for r in people(4)]
+    run = harvest(store, rows, model=ResidentWithPhone)
+    snap = snapshot(store)
+    assert len(snap) == 4 and set(snap["phone"]) == {"13800000000"}
+    assert run.changed == 4  # the new field filled in is a real change
+
+
+def test_an_incompatible_change_stops_with_a_message_that_names_the_fix(store: Store) -> None:
+    harvest(store, people(2))
+
+    class RekeyedResident(Record):
+        id_number: str = Field(role="id_number")
+        name: str = Field(key=True, role="name")
+        address: str
+
+    with pytest.raises(SchemaMismatch, match="natural key changed"):
+        harvest(store, people(2), model=RekeyedResident)
+
+    class RetypedResident(Record):
+        id_number: str = Field(key=True)
+        name: int
+        address: str
+
+    with pytest.raises(SchemaMismatch, match=r"snap_residents\.name is TEXT in the database"):
+        harvest(store, [], model=RetypedResident)
+    assert len(snapshot(store)) == 2
