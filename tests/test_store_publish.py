@@ -10,18 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from store import Field, PublishRefused, Record, SchemaMismatch, Store, make_engine
-
-
-class Resident(Record):
-    id_number: str = Field(key=True, role="id_number")
-    name: str = Field(role="name")
-    address: str = Field(role="address")
-
-
-def people(n: int, *, start: int = 0, address: str = "东湖花园1栋") -> list[dict[str, str]]:
-    return [
-        {"id_number": f"ID{i:05d}", "name": f"居民{i}", "address": address} for i in range(start, start + n)
-    ]
+from tests.store_helpers import Resident, people
 
 
 @pytest.fixture
@@ -61,7 +50,7 @@ def test_a_first_harvest_makes_every_record_new_with_provenance(store: Store) ->
     run = harvest(store, people(5))
     assert (run.status, run.seen, run.new, run.changed, run.gone) == ("ok", 5, 5, 0, 0)
     snap = snapshot(store)
-    assert list(snap["id_number"]) == [f"ID{i:05d}" for i in range(5)]
+    assert list(snap["id_number"]) == [f"ID{i:06d}" for i in range(5)]
     assert (
         set(snap["first_seen_run"]) == set(snap["last_seen_run"]) == set(snap["last_changed_run"]) == {run.id}
     )
@@ -85,11 +74,12 @@ def test_a_changed_field_is_recorded_before_and_after(store: Store) -> None:
     run = harvest(store, rows)
     assert (run.changed, run.unchanged, run.new) == (1, 4, 0)
     history = changes(store, run.id)
-    assert list(history["kind"]) == ["changed"] and history["key"][0] == "ID00002"
+    assert list(history["kind"]) == ["changed"] and history["key"][0] == "ID000002"
     assert json.loads(history["fields"][0]) == {"address": ["东湖花园1栋", "西苑小区9栋"]}
     snap = snapshot(store).set_index("id_number")
     assert (
-        snap.loc["ID00002", "address"] == "西苑小区9栋" and snap.loc["ID00002", "last_changed_run"] == run.id
+        snap.loc["ID000002", "address"] == "西苑小区9栋"
+        and snap.loc["ID000002", "last_changed_run"] == run.id
     )
 
 
@@ -100,7 +90,7 @@ def test_records_a_complete_run_missed_are_gone_and_come_back(store: Store) -> N
     complete = harvest(store, people(9))
     assert complete.gone == 1
     snap = snapshot(store).set_index("id_number")
-    assert snap.loc["ID00009", "gone_run"] == complete.id and len(snap) == 10  # marked, never deleted
+    assert snap.loc["ID000009", "gone_run"] == complete.id and len(snap) == 10  # marked, never deleted
     back = harvest(store, people(10))
     assert (back.back, back.gone) == (1, 0)
     assert snapshot(store)["gone_run"].isna().all()
