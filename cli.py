@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import threading
+from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlmodel import Session, select
 
 from sandbox import SPECS, Sandbox, SandboxError, Switches, generate_world
 from settings import load_settings
+from store import Access, RevealRefused, Run, Snapshot, Store, StoreUnavailable, UnknownDataset, make_engine
 
 app = typer.Typer(
     help="gridharvest: robots that harvest a community's own records into a local snapshot.",
@@ -20,6 +26,7 @@ app = typer.Typer(
 )
 console = Console()
 stderr = Console(stderr=True)
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 @app.callback()
@@ -126,6 +133,146 @@ def _print_sandbox(box: Sandbox, persons: int) -> None:
         )
     console.print(logins)
     console.print("按 Ctrl+C 停止。`harvest sandbox --accounts` 以 JSON 输出演示账号。")
+
+
+def _snapshot() -> Snapshot:
+    settings = load_settings()
+    url = settings.resolved_database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        stderr.print(f"还没有快照数据库（{url}）：先运行一次采集，例如 `make demo`。")
+        raise typer.Exit(1)
+    try:
+        return Snapshot(Store(make_engine(url)).engine)
+    except StoreUnavailable as exc:
+        stderr.print(f"[red]数据库不可用：[/red]{exc}")
+        raise typer.Exit(1) from exc
+
+
+def _access(reveal: bool, reason: str | None, actor: str | None) -> Access:
+    access = Access(actor=actor or getpass.getuser(), reveal=reveal, reason=reason or "")
+    try:
+        access.check()
+    except RevealRefused as exc:
+        raise typer.BadParameter(str(exc), param_hint="--reason") from exc
+    return access
+
+
+def _print_frame(frame: pd.DataFrame, title: str, limit: int) -> None:
+    table = Table(
+        title=title, caption=f"共 {len(frame)} 条" + (f"，显示前 {limit} 条" if len(frame) > limit else "")
+    )
+    for column in frame.columns:
+        table.add_column(str(column))
+    for row in frame.head(limit).itertuples(index=False):
+        table.add_row(*("" if pd.isna(v) else str(v) for v in row))
+    console.print(table)
+
+
+RevealOption = Annotated[
+    bool, typer.Option("--reveal", help="Show personal data unmasked (needs --reason; audited).")
+]
+ReasonOption = Annotated[
+    str | None, typer.Option(help="Why the full data is needed; written to the audit table.")
+]
+ActorOption = Annotated[
+    str | None, typer.Option("--as", help="Who is reading, for the audit [default: login name].")
+]
+
+
+@app.command()
+def runs(limit: Annotated[int, typer.Option(help="How many recent runs.")] = 20) -> None:
+    """Recent harvest runs: status, counts, and why a run failed."""
+    snapshot = _snapshot()
+    with Session(snapshot.engine) as session:
+        recent = list(session.exec(select(Run).order_by(Run.started_at.desc()).limit(limit)))  # type: ignore[attr-defined]
+    table = Table(title="最近的采集")
+    for column in ("开始时间", "机器人", "系统/账号", "社区", "状态", "新增", "变更", "未变", "注销", "说明"):
+        table.add_column(column)
+    for run in recent:
+        table.add_row(
+            f"{run.started_at:%m-%d %H:%M}",
+            run.robot,
+            f"{run.system}/{run.account}",
+            run.scope,
+            run.status,
+            str(run.new),
+            str(run.changed),
+            str(run.unchanged),
+            str(run.gone),
+            run.message or "",
+        )
+    console.print(table)
+
+
+@app.command()
+def query(
+    dataset: Annotated[str, typer.Argument(help="Dataset name, e.g. persons.")],
+    where: Annotated[
+        list[str] | None, typer.Option(metavar="FIELD=VALUE", help="Exact filter; repeatable.")
+    ] = None,
+    search: Annotated[str, typer.Option(help="Text to find in names, ID numbers, phones, addresses.")] = "",
+    scope: Annotated[str | None, typer.Option(help="Only this community.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows to print (export writes all).")] = 20,
+    export: Annotated[Path | None, typer.Option(help="Write the result to a .csv or .xlsx file.")] = None,
+    reveal: RevealOption = False,
+    reason: ReasonOption = None,
+    actor: ActorOption = None,
+) -> None:
+    """Query one dataset of the snapshot; personal data is masked unless revealed with a reason."""
+    access = _access(reveal, reason, actor)
+    filters = {}
+    for text in where or []:
+        field, sep, value = text.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{text!r}: write FIELD=VALUE", param_hint="--where")
+        filters[field] = value
+    snapshot = _snapshot()
+    try:
+        frame = snapshot.query(dataset, where=filters, search=search, scope=scope, access=access)
+    except (UnknownDataset, KeyError) as exc:
+        raise typer.BadParameter(str(exc).strip("'\""), param_hint="DATASET / --where") from exc
+    if export is not None:
+        try:
+            snapshot.export(frame, export, dataset=dataset, access=access)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--export") from exc
+        console.print(
+            f"已导出 {len(frame)} 条到 {export}"
+            + ("（已脱敏）" if not reveal else "（含完整信息，已记录审计）")
+        )
+        return
+    _print_frame(frame, dataset, limit)
+
+
+@app.command()
+def person(
+    id_number: Annotated[
+        str, typer.Argument(help="身份证号 (full-width digits and a lower-case x are fine).")
+    ],
+    reveal: RevealOption = False,
+    reason: ReasonOption = None,
+    actor: ActorOption = None,
+) -> None:
+    """Every record about one person across datasets (一人一档)."""
+    found = _snapshot().person(id_number, access=_access(reveal, reason, actor))
+    if not found:
+        console.print("快照中没有这个身份证号的记录。")
+        raise typer.Exit(1)
+    for dataset, frame in found.items():
+        _print_frame(frame, dataset, 50)
+
+
+@app.command()
+def freshness() -> None:
+    """How fresh each dataset is: last good harvest, its age, failures since."""
+    table = Table(title="数据新鲜度")
+    for column in ("数据集", "最近成功采集", "距今(小时)", "采集次数", "此后失败"):
+        table.add_column(column)
+    for item in _snapshot().freshness():
+        last = f"{item.last_good.astimezone(SHANGHAI):%Y-%m-%d %H:%M}" if item.last_good else "从未成功"
+        age = f"{item.age_hours:.1f}" if item.age_hours is not None else "-"
+        table.add_row(item.dataset, last, age, str(item.runs), str(item.failures_since))
+    console.print(table)
 
 
 if __name__ == "__main__":

@@ -13,21 +13,29 @@ from store._idnumber import (
     normalize_id_number,
 )
 from store._record import Field, Record, RecordDeclarationError, RecordSpec, Role, record_spec
+from store._snapshot import Access, Freshness, RevealRefused, Snapshot, UnknownDataset
 from store._store import PublishRefused, Store, UnknownRun
-from store._tables import Change, Run, SchemaMismatch
+from store._tables import Audit, Change, DatasetInfo, Run, SchemaMismatch
 
 __all__ = [
+    "Access",
+    "Audit",
     "Change",
+    "DatasetInfo",
     "Field",
+    "Freshness",
     "PublishRefused",
     "Record",
     "RecordDeclarationError",
     "RecordSpec",
+    "RevealRefused",
     "Role",
     "Run",
     "SchemaMismatch",
+    "Snapshot",
     "Store",
     "StoreUnavailable",
+    "UnknownDataset",
     "UnknownRun",
     "id_number_birth_date",
     "id_number_check_digit",

@@ -12,6 +12,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 import pydantic
 from pydantic import BaseModel, ConfigDict
 
+from store._idnumber import is_valid_id_number, normalize_id_number
+
 Role = Literal["id_number", "name", "phone", "address", "household", "community", "grid", "tags"]
 SCALARS: tuple[type, ...] = (str, int, float, bool, dt.date, dt.datetime)
 
@@ -41,6 +43,7 @@ class Column:
     nullable: bool
     key: bool
     role: str | None
+    label: str
 
 
 @dataclass(frozen=True)
@@ -59,14 +62,29 @@ class RecordSpec:
         return {c.name: c.role for c in self.columns if c.role}
 
     @property
+    def labels(self) -> dict[str, str]:
+        return {c.name: c.label for c in self.columns}
+
+    @property
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
     def row(self, record: Record | dict[str, Any]) -> dict[str, Any]:
-        """A validated row of plain values plus its content hash."""
+        """A validated row of plain values, its content hash, and flags such as an invalid ID number."""
         model = record if isinstance(record, self.model) else self.model.model_validate(record)
         values = {name: getattr(model, name) for name in self.names}
-        return values | {"content_hash": content_hash([values[n] for n in self.names])}
+        flags = []
+        for name in self.id_number_fields:
+            if isinstance(values[name], str) and values[name]:
+                values[name] = normalize_id_number(values[name])
+                if not is_valid_id_number(values[name]):
+                    flags.append(f"invalid_id_number:{name}")  # kept, not dropped: the source says so
+        digest = content_hash([values[n] for n in self.names])
+        return values | {"content_hash": digest, "flags": ",".join(flags) or None}
+
+    @property
+    def id_number_fields(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.role == "id_number")
 
 
 def content_hash(values: list[Any]) -> str:
@@ -84,7 +102,12 @@ def record_spec(model: type[Record]) -> RecordSpec:
     for name, info in model.model_fields.items():
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         python_type, nullable = _scalar(model, name, info.annotation)
-        columns.append(Column(name, python_type, nullable, bool(extra.get("key")), extra.get("role")))  # type: ignore[arg-type]
+        role, label = extra.get("role"), info.title or name
+        if role is not None and role not in get_args(Role):
+            # A misspelt role would silently skip masking: refuse it where it is written.
+            known = ", ".join(get_args(Role))
+            raise RecordDeclarationError(f"{model.__name__}.{name}: unknown role {role!r}; roles are {known}")
+        columns.append(Column(name, python_type, nullable, bool(extra.get("key")), role, label))  # type: ignore[arg-type]
     spec = RecordSpec(model, tuple(columns))
     if not spec.key:
         raise RecordDeclarationError(

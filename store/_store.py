@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
 
 from store._record import Record, RecordSpec, record_spec
-from store._tables import Change, Run, _now, ensure, snapshot_table, stage_table
+from store._tables import Audit, Change, DatasetInfo, Run, _now, ensure, snapshot_table, stage_table
 
 BATCH = 2_000
 SHRINK_RATIO = 0.9
@@ -49,7 +49,8 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        SQLModel.metadata.create_all(engine, tables=[Run.__table__, Change.__table__])  # type: ignore[list-item]
+        tables = [Run.__table__, Change.__table__, DatasetInfo.__table__, Audit.__table__]
+        SQLModel.metadata.create_all(engine, tables=tables)  # type: ignore[arg-type]
         self._datasets: dict[str, Dataset] = {}
 
     def dataset(self, name: str, model: type[Record]) -> Dataset:
@@ -62,6 +63,17 @@ class Store:
         snapshot, stage = snapshot_table(metadata, name, spec), stage_table(metadata, name, spec)
         ensure(self.engine, snapshot, spec)
         ensure(self.engine, stage, spec)
+        info = DatasetInfo(
+            name=name,
+            model=model.__name__,
+            key=json.dumps(spec.key),
+            roles=json.dumps(spec.roles),
+            columns=json.dumps(spec.names),
+            labels=json.dumps(spec.labels, ensure_ascii=False),
+        )
+        with Session(self.engine) as session:
+            session.merge(info)
+            session.commit()
         self._datasets[name] = Dataset(name, spec, snapshot, stage)
         return self._datasets[name]
 
@@ -259,6 +271,7 @@ def _publish(conn: sa.Connection, data: Dataset, run: Run, complete: bool) -> di
                 {
                     **{f"b_{n}": row[n] for n in names},
                     "b_hash": row["content_hash"],
+                    "b_flags": row["flags"],
                     "b_changed": changed_run,
                     **{f"k_{k}": row[k] for k in key},
                 }
@@ -271,6 +284,7 @@ def _publish(conn: sa.Connection, data: Dataset, run: Run, complete: bool) -> di
                 {n: sa.bindparam(f"b_{n}") for n in names if n not in key}
                 | {
                     "content_hash": sa.bindparam("b_hash"),
+                    "flags": sa.bindparam("b_flags"),
                     "last_changed_run": sa.bindparam("b_changed"),
                     "last_seen_run": run.id,
                     "gone_run": None,
@@ -288,10 +302,11 @@ def _publish(conn: sa.Connection, data: Dataset, run: Run, complete: bool) -> di
     )  # type: ignore[arg-type]
     inserted = conn.execute(
         sa.insert(snap).from_select(
-            [*names, "content_hash", "scope", "first_seen_run", "last_seen_run", "last_changed_run"],
+            [*names, "content_hash", "flags", "scope", "first_seen_run", "last_seen_run", "last_changed_run"],
             sa.select(
                 *(stage.c[n] for n in names),
                 stage.c.content_hash,
+                stage.c.flags,
                 sa.literal(run.scope),
                 sa.literal(run.id),
                 sa.literal(run.id),

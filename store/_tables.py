@@ -11,7 +11,15 @@ from sqlmodel import Field, SQLModel
 
 from store._record import RecordSpec
 
-PROVENANCE = ("scope", "first_seen_run", "last_seen_run", "last_changed_run", "gone_run", "content_hash")
+PROVENANCE = (
+    "scope",
+    "first_seen_run",
+    "last_seen_run",
+    "last_changed_run",
+    "gone_run",
+    "content_hash",
+    "flags",
+)
 _SQL_TYPES: dict[type, type[sa.types.TypeEngine]] = {
     str: sa.Text,
     int: sa.BigInteger,
@@ -65,6 +73,31 @@ class Change(SQLModel, table=True):
     at: dt.datetime = Field(default_factory=_now)
 
 
+class DatasetInfo(SQLModel, table=True):
+    """What the store knows of a dataset without its record class: key, roles, columns."""
+
+    name: str = Field(primary_key=True)
+    model: str
+    key: str  # JSON list of field names
+    roles: str  # JSON {field: role}
+    columns: str  # JSON list of field names, in declaration order
+    labels: str = "{}"  # JSON {field: Chinese header}, from each field's title
+    updated_at: dt.datetime = Field(default_factory=_now)
+
+
+class Audit(SQLModel, table=True):
+    """Append-only record of every reveal, export and purge: who, when, what, why, how many rows."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(default_factory=_now, index=True)
+    actor: str
+    action: str  # reveal / export / purge
+    dataset: str | None = None
+    detail: str | None = None  # the query, as JSON
+    reason: str | None = None
+    rows: int = 0
+
+
 class SchemaMismatch(RuntimeError):
     """The record class no longer fits its table in a way the store cannot upgrade in place."""
 
@@ -89,6 +122,7 @@ def snapshot_table(metadata: sa.MetaData, dataset: str, spec: RecordSpec) -> sa.
         sa.Column("last_changed_run", sa.Text, nullable=False),
         sa.Column("gone_run", sa.Text, nullable=True),
         sa.Column("content_hash", sa.Text, nullable=False),
+        sa.Column("flags", sa.Text, nullable=True),
     )
 
 
@@ -102,6 +136,7 @@ def stage_table(metadata: sa.MetaData, dataset: str, spec: RecordSpec) -> sa.Tab
         sa.Column("run_id", sa.Text, primary_key=True),
         *columns,
         sa.Column("content_hash", sa.Text, nullable=False),
+        sa.Column("flags", sa.Text, nullable=True),
     )
 
 

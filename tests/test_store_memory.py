@@ -26,8 +26,13 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 
 def _peak_mib(tmp_path: Path, rows: int) -> int:
     db = tmp_path / f"{rows}.db"
-    out = subprocess.run([sys.executable, "-c", CHILD, str(db), str(rows)], check=True, capture_output=True,
-                         text=True, cwd=Path(__file__).parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(db), str(rows)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
     return int(out.stdout.strip())
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from store import Field, PublishRefused, Record, SchemaMismatch, Store, make_engine
+from store import Field, PublishRefused, Record, RecordDeclarationError, SchemaMismatch, Store, make_engine
 from tests.store_helpers import Resident, people
 
 
@@ -186,3 +186,11 @@ def test_an_incompatible_change_stops_with_a_message_that_names_the_fix(store: S
     with pytest.raises(SchemaMismatch, match=r"snap_residents\.name is TEXT in the database"):
         harvest(store, [], model=RetypedResident)
     assert len(snapshot(store)) == 2
+
+
+def test_a_misspelt_role_is_refused_where_it_is_declared(store: Store) -> None:
+    class Typo(Record):
+        id_number: str = Field(key=True, role="idnumber")  # type: ignore[arg-type]
+
+    with pytest.raises(RecordDeclarationError, match="unknown role 'idnumber'"):
+        harvest(store, [], model=Typo)

@@ -1,0 +1,212 @@
+"""Reading the snapshot: queries, one person across datasets, one household, freshness, export.
+
+Everything that leaves here is masked unless the caller reveals it for a stated reason,
+and every reveal and export is written to the append-only audit table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from store._idnumber import normalize_id_number
+from store._masking import mask_frame
+from store._tables import Audit, DatasetInfo, Run, _now
+
+SEARCHED_ROLES = ("name", "id_number", "phone", "address")
+PROVENANCE_LABELS = {"scope": "社区", "flags": "数据标记", "gone": "已注销", "dataset": "数据集"}
+
+
+class RevealRefused(PermissionError):
+    """Personal data was asked for unmasked without a reason."""
+
+
+class UnknownDataset(LookupError):
+    """No dataset of that name has been harvested yet."""
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who is reading and whether they reveal; a reveal needs a reason, which goes to the audit table."""
+
+    actor: str = "cli"
+    reveal: bool = False
+    reason: str = ""
+
+    def check(self) -> None:
+        if self.reveal and len(self.reason.strip()) < 2:
+            raise RevealRefused(
+                '显示完整信息需要说明理由：add --reason "…" saying why the full data is needed'
+            )
+
+
+@dataclass(frozen=True)
+class Freshness:
+    dataset: str
+    last_good: dt.datetime | None
+    age_hours: float | None
+    runs: int
+    failures_since: int
+
+
+class Snapshot:
+    """The read side of the store."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def datasets(self) -> list[DatasetInfo]:
+        with Session(self.engine) as session:
+            return list(session.exec(select(DatasetInfo).order_by(DatasetInfo.name)))
+
+    def query(
+        self,
+        dataset: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        search: str = "",
+        scope: str | None = None,
+        include_gone: bool = False,
+        limit: int | None = None,
+        access: Access = Access(),
+    ) -> pd.DataFrame:
+        """Current records of ``dataset`` as a DataFrame, masked unless ``access`` reveals them."""
+        access.check()
+        info, table = self._table(dataset)
+        columns, roles = json.loads(info.columns), json.loads(info.roles)
+        query = sa.select(*(table.c[c] for c in columns), table.c.scope, table.c.flags)
+        for field, value in (where or {}).items():
+            if field not in columns:
+                raise KeyError(f"{dataset} has no field {field!r}; its fields are {', '.join(columns)}")
+            query = query.where(table.c[field] == value)
+        text = search.strip()
+        if text:
+            searched = [table.c[c] for c, role in roles.items() if role in SEARCHED_ROLES]
+            probe = normalize_id_number(text)
+            query = query.where(
+                sa.or_(
+                    *(
+                        c.contains(probe if c.name in _id_fields(roles) else text, autoescape=True)
+                        for c in searched
+                    )
+                )
+            )
+        if scope is not None:
+            query = query.where(table.c.scope == scope)
+        if include_gone:
+            query = query.add_columns(table.c.gone_run.is_not(None).label("gone"))
+        else:
+            query = query.where(table.c.gone_run.is_(None))
+        query = query.order_by(*(table.c[k] for k in json.loads(info.key))).limit(limit)
+        with self.engine.connect() as conn:
+            frame = pd.read_sql(query, conn)
+        if access.reveal:
+            self.audit(
+                access,
+                "reveal",
+                dataset,
+                {"where": dict(where or {}), "search": search, "scope": scope},
+                len(frame),
+            )
+            return frame
+        return mask_frame(frame, roles)
+
+    def person(
+        self, id_number: str, *, scope: str | None = None, access: Access = Access()
+    ) -> dict[str, pd.DataFrame]:
+        """Every record about one person, dataset by dataset (一人一档), joined on ID-number fields."""
+        wanted = normalize_id_number(id_number)
+        found = {}
+        for info in self.datasets():
+            for field in _id_fields(json.loads(info.roles)):
+                frame = self.query(info.name, where={field: wanted}, scope=scope, access=access)
+                if not frame.empty:
+                    found[info.name] = frame
+        return found
+
+    def household(
+        self, household: str, *, scope: str | None = None, access: Access = Access()
+    ) -> pd.DataFrame:
+        """Everyone recorded at one household (户号), from every dataset that names households."""
+        frames = []
+        for info in self.datasets():
+            for field, role in json.loads(info.roles).items():
+                if role == "household":
+                    frame = self.query(info.name, where={field: household}, scope=scope, access=access)
+                    frames.append(frame.assign(dataset=info.name))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def freshness(self) -> list[Freshness]:
+        """Per dataset: when it was last harvested well, how long ago, and failures since."""
+        now = _now()
+        out = []
+        with Session(self.engine) as session:
+            for info in self.datasets():
+                runs = list(
+                    session.exec(select(Run).where(Run.dataset == info.name).order_by(Run.started_at))
+                )
+                good = [r for r in runs if r.status == "ok" and r.finished_at is not None]
+                last = good[-1].finished_at if good else None
+                if last is not None and last.tzinfo is None:
+                    last = last.replace(tzinfo=dt.UTC)  # SQLite hands datetimes back naive
+                age = (now - last).total_seconds() / 3600 if last else None
+                since = [r for r in runs if last is None or r.started_at.replace(tzinfo=dt.UTC) > last]
+                out.append(Freshness(info.name, last, age, len(runs), sum(r.status != "ok" for r in since)))
+        return out
+
+    def export(self, frame: pd.DataFrame, path: Path, *, dataset: str, access: Access = Access()) -> Path:
+        """Write ``frame`` (from ``query``) to .csv or .xlsx, headed by the data's freshness; audited."""
+        stamp = next((f.last_good for f in self.freshness() if f.dataset == dataset), None)
+        info, _ = self._table(dataset)
+        headers = json.loads(info.labels) | PROVENANCE_LABELS
+        frame = frame.rename(columns=headers)
+        local = stamp.astimezone(ZoneInfo("Asia/Shanghai")) if stamp else None
+        note = f"数据更新于 {local:%Y-%m-%d %H:%M}（北京时间）" if local else "数据尚未成功采集"
+        if path.suffix == ".xlsx":
+            with pd.ExcelWriter(path) as writer:
+                frame.to_excel(writer, index=False, sheet_name=dataset[:31], startrow=1)
+                writer.sheets[dataset[:31]].cell(row=1, column=1, value=note)
+        elif path.suffix == ".csv":
+            path.write_text(f"# {note}\n" + frame.to_csv(index=False), encoding="utf-8-sig")
+        else:
+            raise ValueError(f"{path.name}: export to .csv or .xlsx")
+        self.audit(access, "export", dataset, {"file": path.name, "revealed": access.reveal}, len(frame))
+        return path
+
+    def audit(
+        self, access: Access, action: str, dataset: str | None, detail: dict[str, Any], rows: int
+    ) -> None:
+        with Session(self.engine) as session:
+            session.add(
+                Audit(
+                    actor=access.actor,
+                    action=action,
+                    dataset=dataset,
+                    rows=rows,
+                    reason=access.reason or None,
+                    detail=json.dumps(detail, ensure_ascii=False, default=str),
+                )
+            )
+            session.commit()
+
+    def _table(self, dataset: str) -> tuple[DatasetInfo, sa.Table]:
+        with Session(self.engine) as session:
+            info = session.get(DatasetInfo, dataset)
+        if info is None:
+            known = ", ".join(d.name for d in self.datasets()) or "none yet"
+            raise UnknownDataset(f"no dataset {dataset!r}; harvested datasets: {known}")
+        return info, sa.Table(f"snap_{dataset}", sa.MetaData(), autoload_with=self.engine)
+
+
+def _id_fields(roles: Mapping[str, str]) -> list[str]:
+    return [field for field, role in roles.items() if role == "id_number"]

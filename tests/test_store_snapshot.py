@@ -1,0 +1,174 @@
+"""Reading the snapshot: masking by default, audited reveals and exports, person and household views."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from sandbox import World
+from store import Access, Field, Record, RevealRefused, Snapshot, Store, make_engine
+
+
+class Person(Record):
+    id_number: str = Field(key=True, role="id_number", title="身份证号")
+    name: str = Field(role="name", title="姓名")
+    phone: str = Field(role="phone", title="手机号")
+    address: str = Field(role="address", title="住址")
+    household_no: str = Field(role="household", title="户号")
+
+
+class Elderly(Record):
+    archive_no: str = Field(key=True, title="档案编号")
+    id_number: str = Field(role="id_number", title="身份证号")
+    name: str = Field(role="name", title="姓名")
+    service_type: str = Field(title="服务类型")
+
+
+@pytest.fixture
+def snapshot(tmp_path: Path, world: World) -> Snapshot:
+    engine = make_engine(f"sqlite:///{tmp_path / 'harvest.db'}")
+    store = Store(engine)
+    for dataset, model, frame in (("persons", Person, world.persons), ("elderly", Elderly, world.elderly)):
+        for scope, rows in frame.groupby("community"):
+            run = store.begin_run(
+                robot=dataset, dataset=dataset, model=model, system="sandbox", account=scope, scope=scope
+            )
+            store.stage(run, rows.to_dict(orient="records"))
+            store.publish(run)
+    return Snapshot(engine)
+
+
+def audit_rows(snapshot: Snapshot) -> pd.DataFrame:
+    with snapshot.engine.connect() as conn:
+        return pd.read_sql("SELECT * FROM audit ORDER BY id", conn)
+
+
+def test_queries_are_masked_by_default(snapshot: Snapshot, world: World) -> None:
+    frame = snapshot.query("persons")
+    assert len(frame) == len(world.persons)
+    truth = world.persons.set_index("id_number")
+    assert not frame["id_number"].isin(truth.index).any()
+    assert frame["id_number"].str.fullmatch(r"\d{6}\*{8}[\dX]{4}").all()
+    assert not frame["phone"].isin(truth["phone"][truth["phone"] != ""]).any()
+    assert audit_rows(snapshot).empty  # masked reads are not reveals
+
+
+def test_a_reveal_needs_a_reason_and_is_audited(snapshot: Snapshot, world: World) -> None:
+    with pytest.raises(RevealRefused, match="理由"):
+        snapshot.query("persons", access=Access(actor="王五", reveal=True))
+    someone = world.persons.iloc[3]
+    frame = snapshot.query(
+        "persons",
+        where={"id_number": someone["id_number"]},
+        access=Access(actor="王五", reveal=True, reason="入户核查"),
+    )
+    assert frame.iloc[0]["name"] == someone["name"] and frame.iloc[0]["phone"] == someone["phone"]
+    audit = audit_rows(snapshot).iloc[-1]
+    assert (audit["actor"], audit["action"], audit["reason"], audit["rows"]) == (
+        "王五",
+        "reveal",
+        "入户核查",
+        1,
+    )
+
+
+def test_person_joins_population_and_civil_affairs_by_id_number(snapshot: Snapshot, world: World) -> None:
+    elder = world.elderly.iloc[0]
+    typed = elder["id_number"].lower().replace("0", "０")  # as a clerk might type it
+    found = snapshot.person(typed, access=Access(reveal=True, reason="一人一档核对"))
+    assert set(found) == {"persons", "elderly"}
+    assert list(found["elderly"]["archive_no"]) == list(
+        world.elderly.loc[world.elderly["id_number"] == elder["id_number"], "archive_no"]
+    )
+    assert found["persons"].iloc[0]["name"] == elder["name"]
+
+
+def test_household_lists_everyone_at_one_flat(snapshot: Snapshot, world: World) -> None:
+    home = world.households.sort_values("size").iloc[-1]
+    members = snapshot.household(home["household_no"])
+    assert len(members) == home["size"] == (world.persons["household_no"] == home["household_no"]).sum()
+    assert members["name"].str.contains(r"\*").all()
+
+
+@pytest.mark.parametrize("probe", ["name", "id_fragment", "phone", "address"])
+def test_search_finds_names_id_fragments_phones_and_addresses(
+    snapshot: Snapshot, world: World, probe: str
+) -> None:
+    people = world.persons
+    two_char = people.loc[people["name"].str.len() == 2, "name"].iloc[0]
+    text = {
+        "name": two_char,
+        "id_fragment": people["id_number"].iloc[5][6:14],
+        "phone": people["phone"].iloc[0][-6:],
+        "address": people["address"].iloc[7][:6],
+    }[probe]
+    found = snapshot.query("persons", search=text, access=Access(reveal=True, reason="测试检索"))
+    searched = people[["name", "id_number", "phone", "address"]].apply(
+        lambda c: c.str.contains(text, regex=False)
+    )
+    assert sorted(found["id_number"]) == sorted(people.loc[searched.any(axis=1), "id_number"])
+    assert len(found) > 0
+
+
+def test_scope_limits_a_query_to_one_community(snapshot: Snapshot, world: World) -> None:
+    frame = snapshot.query("persons", scope="donghu")
+    assert len(frame) == (world.persons["community"] == "donghu").sum() and set(frame["scope"]) == {"donghu"}
+
+
+@pytest.mark.parametrize("suffix", [".xlsx", ".csv"])
+def test_export_is_masked_has_chinese_headers_and_is_audited(
+    snapshot: Snapshot, tmp_path: Path, suffix: str
+) -> None:
+    frame = snapshot.query("persons", scope="donghu")
+    path = snapshot.export(frame, tmp_path / f"居民{suffix}", dataset="persons", access=Access(actor="李四"))
+    read = (
+        pd.read_excel(path, skiprows=1, dtype=str)
+        if suffix == ".xlsx"
+        else pd.read_csv(path, skiprows=1, dtype=str)
+    )
+    assert list(read.columns[:5]) == ["身份证号", "姓名", "手机号", "住址", "户号"]
+    assert len(read) == len(frame) and read["身份证号"].str.contains(r"\*{8}").all()
+    first_line = (
+        pd.read_excel(path, header=None, nrows=1).iloc[0, 0]
+        if suffix == ".xlsx"
+        else path.read_text("utf-8-sig").splitlines()[0]
+    )
+    assert "数据更新于" in first_line
+    audit = audit_rows(snapshot).iloc[-1]
+    assert (audit["action"], audit["actor"], audit["rows"]) == ("export", "李四", len(frame))
+    assert json.loads(audit["detail"])["revealed"] is False
+
+
+def test_an_invalid_id_number_is_kept_but_flagged(tmp_path: Path) -> None:
+    store = Store(make_engine(f"sqlite:///{tmp_path / 'h.db'}"))
+    run = store.begin_run(robot="p", dataset="persons", model=Person, system="s", account="a", scope="c")
+    good = "11010519491231002X"
+    store.stage(
+        run,
+        [
+            {
+                "id_number": "11010519491231002x",
+                "name": "甲",
+                "phone": "1",
+                "address": "a",
+                "household_no": "1",
+            },
+            {
+                "id_number": "110105194912310021",
+                "name": "乙",
+                "phone": "2",
+                "address": "b",
+                "household_no": "1",
+            },
+        ],
+    )
+    store.publish(run)
+    frame = Snapshot(store.engine).query("persons", access=Access(reveal=True, reason="核对"))
+    flags = dict(zip(frame["id_number"], frame["flags"], strict=True))
+    assert pd.isna(flags[good]) and flags["110105194912310021"] == "invalid_id_number:id_number"
+    with store.engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM snap_persons")) == 2
