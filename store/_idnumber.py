@@ -6,6 +6,7 @@ Scalar and pure Python on purpose: this is the reference the vectorised generato
 from __future__ import annotations
 
 from datetime import date
+from operator import mul
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
@@ -14,6 +15,9 @@ _ASCII_DIGITS = frozenset("0123456789")
 # Records typed on Chinese input methods often carry full-width digits and letters (U+FF01..U+FF5E)
 # and the ideographic space; map them onto their ASCII twins.
 _HALF_WIDTH = {0xFF01 + i: 0x21 + i for i in range(94)} | {0x3000: 0x20}
+
+
+_WEIGHT_SUM = sum(_WEIGHTS)
 
 
 def normalize_id_number(raw: str) -> str:
@@ -25,7 +29,8 @@ def id_number_check_digit(first17: str) -> str:
     """The check character ('0'-'9' or 'X') for the first 17 digits of an ID number."""
     if len(first17) != 17 or not set(first17) <= _ASCII_DIGITS:
         raise ValueError("an ID number's body is exactly 17 ASCII digits")
-    total = sum(int(c) * w for c, w in zip(first17, _WEIGHTS, strict=True))
+    # On the ASCII codes: one pass in C instead of 17 int() calls (staging checks every record).
+    total = sum(map(mul, first17.encode(), _WEIGHTS)) - 48 * _WEIGHT_SUM
     return _CHECK_CHARS[total % 11]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import types
 from dataclasses import dataclass
 from typing import Any, Literal, Union, get_args, get_origin
@@ -89,7 +88,8 @@ class RecordSpec:
 
 def content_hash(values: list[Any]) -> str:
     """A short stable digest of a record's values, so unchanged re-harvests write nothing."""
-    text = json.dumps(values, ensure_ascii=False, default=str, separators=(",", ":"))
+    # Unit separators keep "a|b" + "c" apart from "a" + "b|c"; NUL marks a missing value.
+    text = "\x1f".join("\x00" if v is None else f"{type(v).__name__}:{v}" for v in values)
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
