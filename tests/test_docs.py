@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from settings import Settings
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
@@ -17,9 +19,19 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     assert documented - declared == set(), "README.md documents settings that do not exist"
 
 
-def test_the_readme_python_example_runs(capsys) -> None:
-    block = re.search(r"```python\n(.*?)```", README, re.S)
-    assert block is not None
-    exec(compile(block.group(1), "README.md", "exec"), {})
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README, re.S)
+
+
+def test_the_readme_sandbox_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    exec(compile(_python_blocks()[0], "README.md", "exec"), {})
     url, username, count = capsys.readouterr().out.split()
     assert url.startswith("http://127.0.0.1:") and username == "rk_donghu" and int(count) > 0
+
+
+def test_the_readme_store_example_runs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_python_blocks()[1], "README.md", "exec"), {"__name__": "readme"})
+    assert capsys.readouterr().out.split() == ["1", "王*", "王伟"]
