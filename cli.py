@@ -275,5 +275,22 @@ def freshness() -> None:
     console.print(table)
 
 
+@app.command()
+def purge(
+    days: Annotated[
+        int | None, typer.Option(help="Older than this many days [default: HARVEST_RETENTION_DAYS].")
+    ] = None,
+    actor: ActorOption = None,
+) -> None:
+    """Delete gone records and change history older than the retention period (audited)."""
+    days = days if days is not None else load_settings().retention_days
+    if days is None or days < 1:
+        raise typer.BadParameter(
+            "say how many days to keep: --days N or HARVEST_RETENTION_DAYS", param_hint="--days"
+        )
+    counts = Store(_snapshot().engine).purge(days, actor=actor or getpass.getuser())
+    console.print("已清理：" + "，".join(f"{name} {count} 条" for name, count in counts.items()))
+
+
 if __name__ == "__main__":
     app()

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     sandbox_persons: int = Field(default=5000, description="Persons in the sandbox's population.")
     sandbox_communities: int = Field(default=4, description="Communities the sandbox persons live in.")
 
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Purge gone records and history older than this many days (unset: keep).",
+    )
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL in force: the configured one, or SQLite in the data dir."""

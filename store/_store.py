@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, SQLModel
 
 from store._record import Record, RecordSpec, record_spec
+from store._snapshot import Access, Snapshot
 from store._tables import Audit, Change, DatasetInfo, Run, _now, ensure, snapshot_table, stage_table
 
 BATCH = 10_000  # rows per staging transaction: few commits, still bounded memory
@@ -181,6 +182,25 @@ class Store:
                     )
                 )
         return [run.id for run in dead]
+
+    def purge(self, days: int, *, actor: str) -> dict[str, int]:
+        """Delete gone records and history older than ``days`` (PIPL: no longer than necessary); audited."""
+        if days < 1:
+            raise ValueError("retention must be at least one day")
+        cutoff = _now() - dt.timedelta(days=days)
+        runs = Run.__table__.c  # type: ignore[attr-defined]
+        old_runs = sa.select(runs.id).where(runs.finished_at < cutoff)
+        counts = {}
+        with self.engine.begin() as conn:
+            changes = Change.__table__  # type: ignore[attr-defined]
+            counts["history"] = conn.execute(sa.delete(changes).where(changes.c.at < cutoff)).rowcount
+            for info in conn.execute(sa.select(DatasetInfo.__table__.c.name)).scalars():  # type: ignore[attr-defined]
+                snap = sa.Table(f"snap_{info}", sa.MetaData(), autoload_with=conn)
+                counts[info] = conn.execute(sa.delete(snap).where(snap.c.gone_run.in_(old_runs))).rowcount
+        Snapshot(self.engine).audit(
+            Access(actor=actor), "purge", None, {"days": days, **counts}, sum(counts.values())
+        )
+        return counts
 
     def run(self, run_id: str) -> Run:
         with Session(self.engine) as session:

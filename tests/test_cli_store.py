@@ -73,3 +73,10 @@ def test_person_runs_and_freshness_show_the_harvest(harvested: pd.DataFrame) -> 
     assert runs.exit_code == 0 and "ok" in runs.output and str(len(harvested)) in runs.output
     fresh = runner.invoke(app, ["freshness"])
     assert fresh.exit_code == 0 and "persons" in fresh.output and "从未成功" not in fresh.output
+
+
+def test_purge_needs_a_retention_period_and_reports_what_it_deleted(harvested: pd.DataFrame) -> None:
+    refused = runner.invoke(app, ["purge"])
+    assert refused.exit_code == 2 and "HARVEST_RETENTION_DAYS" in refused.output
+    done = runner.invoke(app, ["purge", "--days", "30", "--as", "管理员"])
+    assert done.exit_code == 0 and "已清理" in done.output and "persons 0 条" in done.output

@@ -194,3 +194,19 @@ def test_a_misspelt_role_is_refused_where_it_is_declared(store: Store) -> None:
 
     with pytest.raises(RecordDeclarationError, match="unknown role 'idnumber'"):
         harvest(store, [], model=Typo)
+
+
+def test_purge_deletes_old_gone_records_and_history_and_is_audited(store: Store) -> None:
+    harvest(store, people(10))
+    gone_run = harvest(store, people(9))
+    with store.engine.begin() as conn:  # age the run that marked ID000009 gone, and all history
+        conn.execute(
+            sa.text("UPDATE run SET finished_at = '2020-01-01 00:00:00' WHERE id = :r"), {"r": gone_run.id}
+        )
+        conn.execute(sa.text("UPDATE change SET at = '2020-01-01 00:00:00'"))
+    counts = store.purge(30, actor="管理员")
+    assert counts == {"history": 11, "residents": 1}
+    assert list(snapshot(store)["id_number"]) == [f"ID{i:06d}" for i in range(9)]
+    with store.engine.connect() as conn:
+        audit = conn.execute(sa.text("SELECT actor, action, rows FROM audit")).one()
+    assert tuple(audit) == ("管理员", "purge", 12)
