@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ from sqlmodel import Session, select
 
 from store._idnumber import normalize_id_number
 from store._masking import mask_frame
-from store._tables import Audit, DatasetInfo, Run, _now
+from store._search import SearchIndex, search_supported
+from store._tables import Audit, DatasetInfo, Run, _now, key_text
 
 SEARCHED_ROLES = ("name", "id_number", "phone", "address")
 PROVENANCE_LABELS = {"scope": "社区", "flags": "数据标记", "gone": "已注销", "dataset": "数据集"}
@@ -91,16 +93,7 @@ class Snapshot:
             query = query.where(table.c[field] == value)
         text = search.strip()
         if text:
-            searched = [table.c[c] for c, role in roles.items() if role in SEARCHED_ROLES]
-            probe = normalize_id_number(text)
-            query = query.where(
-                sa.or_(
-                    *(
-                        c.contains(probe if c.name in _id_fields(roles) else text, autoescape=True)
-                        for c in searched
-                    )
-                )
-            )
+            query = self._search(query, info, table, text)
         if scope is not None:
             query = query.where(table.c.scope == scope)
         if include_gone:
@@ -120,6 +113,24 @@ class Snapshot:
             )
             return frame
         return mask_frame(frame, roles)
+
+    def _search(self, query: sa.Select, info: DatasetInfo, table: sa.Table, text: str) -> sa.Select:
+        """Rows where ``text`` is part of a searched field: through the FTS5 index where there is one."""
+        key, roles = json.loads(info.key), json.loads(info.roles)
+        if re.fullmatch(r"[0-9０-９xX]+", text):
+            text = normalize_id_number(
+                text
+            )  # an ID fragment as typed on a phone, full-width or with a small x
+        index = searched_index(self.engine, info.name, key, roles)
+        matching = index.keys_matching(text) if index is not None and self._has_index(info.name) else None
+        if matching is None:
+            fields = [table.c[field] for field, role in roles.items() if role in SEARCHED_ROLES]
+            return query.where(sa.or_(*(field.contains(text, autoescape=True) for field in fields)))
+        found = matching.subquery()
+        return query.join(found, key_text(table, key) == found.c.key)
+
+    def _has_index(self, dataset: str) -> bool:
+        return sa.inspect(self.engine).has_table(f"search_{dataset}")
 
     def person(
         self, id_number: str, *, scope: str | None = None, access: Access = Access()
@@ -206,6 +217,14 @@ class Snapshot:
             known = ", ".join(d.name for d in self.datasets()) or "none yet"
             raise UnknownDataset(f"no dataset {dataset!r}; harvested datasets: {known}")
         return info, sa.Table(f"snap_{dataset}", sa.MetaData(), autoload_with=self.engine)
+
+
+def searched_index(
+    engine: Engine, dataset: str, key: list[str] | tuple[str, ...], roles: Mapping[str, str]
+) -> SearchIndex | None:
+    """The search index of a dataset's searched fields, where the database supports one."""
+    fields = [field for field, role in roles.items() if role in SEARCHED_ROLES]
+    return SearchIndex(dataset, key, fields) if fields and search_supported(engine) else None
 
 
 def _id_fields(roles: Mapping[str, str]) -> list[str]:

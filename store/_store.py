@@ -22,8 +22,9 @@ from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, SQLModel
 
 from store._record import Record, RecordSpec, record_spec
-from store._snapshot import Access, Snapshot
-from store._tables import Audit, Change, DatasetInfo, Run, _now, ensure, snapshot_table, stage_table
+from store._search import SearchIndex
+from store._snapshot import Access, Snapshot, searched_index
+from store._tables import Audit, Change, DatasetInfo, Run, _now, ensure, key_text, snapshot_table, stage_table
 
 BATCH = 10_000  # rows per staging transaction: few commits, still bounded memory
 SHRINK_RATIO = 0.9
@@ -43,6 +44,7 @@ class Dataset:
     spec: RecordSpec
     snapshot: sa.Table
     stage: sa.Table
+    search: SearchIndex | None  # None where the database has no FTS5 (PostgreSQL): queries use LIKE
 
 
 class Store:
@@ -64,6 +66,9 @@ class Store:
         snapshot, stage = snapshot_table(metadata, name, spec), stage_table(metadata, name, spec)
         ensure(self.engine, snapshot, spec)
         ensure(self.engine, stage, spec)
+        search = searched_index(self.engine, name, spec.key, spec.roles)
+        if search is not None:
+            self._ensure_search(search, snapshot)
         info = DatasetInfo(
             name=name,
             model=model.__name__,
@@ -75,8 +80,28 @@ class Store:
         with Session(self.engine) as session:
             session.merge(info)
             session.commit()
-        self._datasets[name] = Dataset(name, spec, snapshot, stage)
+        self._datasets[name] = Dataset(name, spec, snapshot, stage, search)
         return self._datasets[name]
+
+    def _ensure_search(self, search: SearchIndex, snapshot: sa.Table) -> None:
+        """Create the dataset's search index; rebuild it when the searched fields changed."""
+        with Session(self.engine) as session:
+            known = session.get(DatasetInfo, search.dataset)
+        before = (
+            searched_index(self.engine, search.dataset, search.key, json.loads(known.roles))
+            if known
+            else None
+        )
+        with self.engine.begin() as conn:
+            if before is None or before.fields == search.fields:
+                search.ensure(conn)
+                return
+            for table in (search.vocab_name, search.fts_name, search.doc_name):
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+            search.ensure(conn)
+            runs = conn.execute(sa.select(snapshot.c.last_changed_run).distinct()).scalars().all()
+            for run_id in runs:
+                search.refresh(conn, snapshot, run_id)
 
     def begin_run(
         self, *, robot: str, dataset: str, model: type[Record], system: str, account: str, scope: str
@@ -128,6 +153,8 @@ class Store:
             else:
                 refusal = ""
                 counts = _publish(conn, data, run, complete)
+                if data.search is not None:
+                    data.search.refresh(conn, data.snapshot, run_id)
                 conn.execute(sa.delete(data.stage).where(data.stage.c.run_id == run_id))
                 conn.execute(
                     sa.update(Run.__table__)
@@ -260,14 +287,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _key_text(table: sa.Table, key: tuple[str, ...]) -> sa.ColumnElement[str]:
-    parts = [sa.cast(table.c[k], sa.Text) for k in key]
-    text = parts[0]
-    for part in parts[1:]:
-        text = text + "|" + part
-    return text
-
-
 def _publish(conn: sa.Connection, data: Dataset, run: Run, complete: bool) -> dict[str, int]:
     snap, stage, key, names = data.snapshot, data.stage, data.spec.key, data.spec.names
     matches = sa.and_(*(stage.c[k] == snap.c[k] for k in key), stage.c.run_id == run.id)
@@ -332,7 +351,7 @@ def _publish(conn: sa.Connection, data: Dataset, run: Run, complete: bool) -> di
         )
 
     new_keys = sa.select(
-        sa.literal(run.id), sa.literal(data.name), _key_text(stage, key), sa.literal("new"), sa.literal(now)
+        sa.literal(run.id), sa.literal(data.name), key_text(stage, key), sa.literal("new"), sa.literal(now)
     ).where(stage.c.run_id == run.id, ~sa.exists().where(matches))
     conn.execute(
         sa.insert(Change.__table__).from_select(["run_id", "dataset", "key", "kind", "at"], new_keys)
@@ -358,7 +377,7 @@ def _publish(conn: sa.Connection, data: Dataset, run: Run, complete: bool) -> di
         gone_keys = sa.select(
             sa.literal(run.id),
             sa.literal(data.name),
-            _key_text(snap, key),
+            key_text(snap, key),
             sa.literal("gone"),
             sa.literal(now),
         ).where(missing)

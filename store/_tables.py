@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -119,7 +121,9 @@ def snapshot_table(metadata: sa.MetaData, dataset: str, spec: RecordSpec) -> sa.
         sa.Column("scope", sa.Text, nullable=False, index=True),
         sa.Column("first_seen_run", sa.Text, nullable=False),
         sa.Column("last_seen_run", sa.Text, nullable=False),
-        sa.Column("last_changed_run", sa.Text, nullable=False),
+        sa.Column(
+            "last_changed_run", sa.Text, nullable=False, index=True
+        ),  # the search index refreshes by it
         sa.Column("gone_run", sa.Text, nullable=True),
         sa.Column("content_hash", sa.Text, nullable=False),
         sa.Column("flags", sa.Text, nullable=True),
@@ -173,3 +177,15 @@ def _check_type(table: str, wanted: sa.Column, found: sa.types.TypeEngine) -> No
             f"{table}.{wanted.name} is {found} in the database but {wanted.type} in the record class; "
             "change the field back, or store it under a new field name"
         )
+
+
+def key_text(table: sa.Table, key: Sequence[str]) -> sa.ColumnElement[Any]:
+    """A record's natural key as text: the bare column for one text key (so joins use its index),
+    else the parts cast to text and joined with "|"."""
+    if len(key) == 1 and isinstance(table.c[key[0]].type, sa.Text):
+        return table.c[key[0]]
+    parts = [sa.cast(table.c[k], sa.Text) for k in key]
+    text = parts[0]
+    for part in parts[1:]:
+        text = text + "|" + part
+    return text

@@ -9,7 +9,17 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from store import Field, PublishRefused, Record, RecordDeclarationError, SchemaMismatch, Store, make_engine
+from store import (
+    Access,
+    Field,
+    PublishRefused,
+    Record,
+    RecordDeclarationError,
+    SchemaMismatch,
+    Snapshot,
+    Store,
+    make_engine,
+)
 from tests.store_helpers import Resident, people
 
 
@@ -210,3 +220,18 @@ def test_purge_deletes_old_gone_records_and_history_and_is_audited(store: Store)
     with store.engine.connect() as conn:
         audit = conn.execute(sa.text("SELECT actor, action, rows FROM audit")).one()
     assert tuple(audit) == ("管理员", "purge", 12)
+
+
+def test_search_survives_adding_a_searched_field(store: Store) -> None:
+    harvest(store, people(3), scope="donghu")
+    harvest(store, people(3, start=100), scope="xiyuan")
+
+    class ResidentWithPhone(Resident):
+        phone: str | None = Field(None, role="phone")
+
+    harvest(store, [r | {"phone": "13912345678"} for r in people(3)], model=ResidentWithPhone, scope="donghu")
+    reader = Snapshot(store.engine)
+    access = Access(reveal=True, reason="检索测试")
+    assert sa.inspect(store.engine).has_table("search_residents")  # the index, not a LIKE scan, answers
+    assert list(reader.query("residents", search="居民101", access=access)["id_number"]) == ["ID000101"]
+    assert len(reader.query("residents", search="345678", access=access)) == 3
