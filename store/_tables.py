@@ -110,20 +110,22 @@ def dataset_name(name: str) -> str:
     return name
 
 
-def snapshot_table(metadata: sa.MetaData, dataset: str, spec: RecordSpec) -> sa.Table:
-    columns = [
+def _record_columns(spec: RecordSpec) -> list[sa.Column[Any]]:
+    return [
         sa.Column(c.name, _SQL_TYPES[c.type], primary_key=c.key, nullable=c.nullable) for c in spec.columns
     ]
+
+
+def snapshot_table(metadata: sa.MetaData, dataset: str, spec: RecordSpec) -> sa.Table:
     return sa.Table(
         f"snap_{dataset_name(dataset)}",
         metadata,
-        *columns,
+        *_record_columns(spec),
         sa.Column("scope", sa.Text, nullable=False, index=True),
         sa.Column("first_seen_run", sa.Text, nullable=False),
         sa.Column("last_seen_run", sa.Text, nullable=False),
-        sa.Column(
-            "last_changed_run", sa.Text, nullable=False, index=True
-        ),  # the search index refreshes by it
+        # Indexed: the search index refreshes the rows a run changed.
+        sa.Column("last_changed_run", sa.Text, nullable=False, index=True),
         sa.Column("gone_run", sa.Text, nullable=True),
         sa.Column("content_hash", sa.Text, nullable=False),
         sa.Column("flags", sa.Text, nullable=True),
@@ -131,14 +133,11 @@ def snapshot_table(metadata: sa.MetaData, dataset: str, spec: RecordSpec) -> sa.
 
 
 def stage_table(metadata: sa.MetaData, dataset: str, spec: RecordSpec) -> sa.Table:
-    columns = [
-        sa.Column(c.name, _SQL_TYPES[c.type], primary_key=c.key, nullable=c.nullable) for c in spec.columns
-    ]
     return sa.Table(
         f"stage_{dataset_name(dataset)}",
         metadata,
         sa.Column("run_id", sa.Text, primary_key=True),
-        *columns,
+        *_record_columns(spec),
         sa.Column("content_hash", sa.Text, nullable=False),
         sa.Column("flags", sa.Text, nullable=True),
     )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
-from store import Field, Record, Store, make_engine
+from store import Field, Record, Run, Store, make_engine
 
 
 class Resident(Record):
@@ -19,17 +20,33 @@ def people(n: int, *, start: int = 0, address: str = "东湖花园1栋") -> list
     ]
 
 
+def begin(
+    store: Store, *, model: type[Record] = Resident, dataset: str = "residents", scope: str = "donghu"
+) -> str:
+    return store.begin_run(
+        robot=dataset, dataset=dataset, model=model, system="population", account=scope, scope=scope
+    )
+
+
+def harvest(
+    store: Store,
+    rows: list[dict[str, Any]],
+    *,
+    complete: bool = True,
+    model: type[Record] = Resident,
+    dataset: str = "residents",
+    scope: str = "donghu",
+) -> Run:
+    """One whole run: begin, stage ``rows``, publish."""
+    run_id = begin(store, model=model, dataset=dataset, scope=scope)
+    store.stage(run_id, rows)
+    return store.publish(run_id, complete=complete)
+
+
 def reharvest(db: str, n: int) -> None:
     """The kill test's child: a second harvest that changes every 10th record and drops the last 2%."""
     store = Store(make_engine(f"sqlite:///{db}"))
-    run_id = store.begin_run(
-        robot="residents",
-        dataset="residents",
-        model=Resident,
-        system="population",
-        account="donghu",
-        scope="donghu",
-    )
+    run_id = begin(store)
     rows = people(int(n * 0.98))
     for row in rows[::10]:
         row["address"] = "西苑小区9栋"

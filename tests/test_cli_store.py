@@ -12,6 +12,7 @@ from cli import app
 from sandbox import World
 from settings import load_settings
 from store import Store, make_engine
+from tests.store_helpers import harvest
 from tests.test_store_snapshot import Person
 
 runner = CliRunner(env={"COLUMNS": "250"})
@@ -21,16 +22,7 @@ runner = CliRunner(env={"COLUMNS": "250"})
 def harvested(world: World) -> pd.DataFrame:
     store = Store(make_engine(load_settings().resolved_database_url))
     rows = world.persons[world.persons["community"] == "donghu"]
-    run = store.begin_run(
-        robot="persons",
-        dataset="persons",
-        model=Person,
-        system="population",
-        account="donghu",
-        scope="donghu",
-    )
-    store.stage(run, rows.to_dict(orient="records"))
-    store.publish(run)
+    harvest(store, rows.to_dict(orient="records"), model=Person, dataset="persons")
     return rows
 
 

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from store import Store, make_engine
-from tests.store_helpers import Resident, people
+from tests.store_helpers import harvest, people
 
 ROWS = 60_000
 HELPER = Path(__file__).with_name("store_helpers.py")
@@ -39,16 +39,7 @@ def _content(frame: pd.DataFrame) -> pd.DataFrame:
 def first_harvest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("base") / "harvest.db"
     store = Store(make_engine(f"sqlite:///{db}"))
-    run_id = store.begin_run(
-        robot="residents",
-        dataset="residents",
-        model=Resident,
-        system="population",
-        account="donghu",
-        scope="donghu",
-    )
-    store.stage(run_id, people(ROWS))
-    store.publish(run_id)
+    harvest(store, people(ROWS))
     store.engine.dispose()
     return db
 

@@ -20,28 +20,12 @@ from store import (
     Store,
     make_engine,
 )
-from tests.store_helpers import Resident, people
+from tests.store_helpers import Resident, begin, harvest, people
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(make_engine(f"sqlite:///{tmp_path / 'harvest.db'}"))
-
-
-def harvest(
-    store: Store,
-    rows: list[dict[str, str]],
-    *,
-    scope: str = "donghu",
-    complete: bool = True,
-    model: type[Record] = Resident,
-    dataset: str = "residents",
-):
-    run_id = store.begin_run(
-        robot="residents", dataset=dataset, model=model, system="population", account=scope, scope=scope
-    )
-    store.stage(run_id, rows)
-    return store.publish(run_id, complete=complete)
 
 
 def snapshot(store: Store, dataset: str = "residents") -> pd.DataFrame:
@@ -117,14 +101,7 @@ def test_gone_is_marked_only_within_the_runs_scope(store: Store) -> None:
 def test_the_shrink_guard_refuses_a_run_that_saw_far_fewer_records(store: Store) -> None:
     harvest(store, people(100))
     before = snapshot(store)
-    run_id = store.begin_run(
-        robot="residents",
-        dataset="residents",
-        model=Resident,
-        system="population",
-        account="donghu",
-        scope="donghu",
-    )
+    run_id = begin(store)
     store.stage(run_id, people(80))
     with pytest.raises(PublishRefused, match="80 records where the last good run saw 100"):
         store.publish(run_id)
@@ -137,14 +114,7 @@ def test_the_shrink_guard_refuses_a_run_that_saw_far_fewer_records(store: Store)
 def test_a_failed_run_changes_nothing_and_leaves_no_staging(store: Store) -> None:
     harvest(store, people(5))
     before = snapshot(store)
-    run_id = store.begin_run(
-        robot="residents",
-        dataset="residents",
-        model=Resident,
-        system="population",
-        account="donghu",
-        scope="donghu",
-    )
+    run_id = begin(store)
     store.stage(run_id, people(3, address="改了"))
     store.fail(run_id, "system_unavailable", "系统无响应")
     pd.testing.assert_frame_equal(snapshot(store), before)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from sandbox import World
 from store import Access, Field, Record, RevealRefused, Snapshot, Store, make_engine
+from tests.store_helpers import harvest
 
 
 class Person(Record):
@@ -34,11 +35,7 @@ def snapshot(tmp_path: Path, world: World) -> Snapshot:
     store = Store(engine)
     for dataset, model, frame in (("persons", Person, world.persons), ("elderly", Elderly, world.elderly)):
         for scope, rows in frame.groupby("community"):
-            run = store.begin_run(
-                robot=dataset, dataset=dataset, model=model, system="sandbox", account=scope, scope=scope
-            )
-            store.stage(run, rows.to_dict(orient="records"))
-            store.publish(run)
+            harvest(store, rows.to_dict(orient="records"), model=model, dataset=dataset, scope=scope)
     return Snapshot(engine)
 
 
