@@ -7,6 +7,7 @@ and every reveal and export is written to the append-only audit table.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -66,6 +67,8 @@ class Snapshot:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._tables: dict[str, tuple[str, sa.Table]] = {}
+        self._indexed: set[str] = set()
 
     def datasets(self) -> list[DatasetInfo]:
         with Session(self.engine) as session:
@@ -100,7 +103,9 @@ class Snapshot:
             query = query.add_columns(table.c.gone_run.is_not(None).label("gone"))
         else:
             query = query.where(table.c.gone_run.is_(None))
-        query = query.order_by(*(table.c[k] for k in json.loads(info.key))).limit(limit)
+        if not text:  # sorting every match of a common search term would cost more than the search
+            query = query.order_by(*(table.c[k] for k in json.loads(info.key)))
+        query = query.limit(limit)
         with self.engine.connect() as conn:
             frame = pd.read_sql(query, conn)
         if access.reveal:
@@ -130,7 +135,10 @@ class Snapshot:
         return query.join(found, key_text(table, key) == found.c.key)
 
     def _has_index(self, dataset: str) -> bool:
-        return sa.inspect(self.engine).has_table(f"search_{dataset}")
+        # Only a found index is remembered: one may appear with a dataset's first harvest.
+        if dataset not in self._indexed and sa.inspect(self.engine).has_table(f"search_{dataset}"):
+            self._indexed.add(dataset)
+        return dataset in self._indexed
 
     def person(
         self, id_number: str, *, scope: str | None = None, access: Access = Access()
@@ -216,7 +224,12 @@ class Snapshot:
         if info is None:
             known = ", ".join(d.name for d in self.datasets()) or "none yet"
             raise UnknownDataset(f"no dataset {dataset!r}; harvested datasets: {known}")
-        return info, sa.Table(f"snap_{dataset}", sa.MetaData(), autoload_with=self.engine)
+        # Reflected once per column set: a record that gains a field gets a fresh table.
+        cached = self._tables.get(dataset)
+        if cached is None or cached[0] != info.columns:
+            cached = (info.columns, sa.Table(f"snap_{dataset}", sa.MetaData(), autoload_with=self.engine))
+            self._tables[dataset] = cached
+        return info, cached[1]
 
 
 def searched_index(
@@ -224,7 +237,13 @@ def searched_index(
 ) -> SearchIndex | None:
     """The search index of a dataset's searched fields, where the database supports one."""
     fields = [field for field, role in roles.items() if role in SEARCHED_ROLES]
-    return SearchIndex(dataset, key, fields) if fields and search_supported(engine) else None
+    return SearchIndex(dataset, key, fields) if fields and _fts_available(engine) else None
+
+
+@functools.cache
+def _fts_available(engine: Engine) -> bool:
+    """Asked once per engine: the probe creates a temporary FTS5 table."""
+    return search_supported(engine)
 
 
 def _id_fields(roles: Mapping[str, str]) -> list[str]:
