@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import types
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal, Union, get_args, get_origin
 
 import pydantic
@@ -52,19 +53,19 @@ class RecordSpec:
     model: type[Record]
     columns: tuple[Column, ...]
 
-    @property
+    @cached_property  # read for every staged row
     def key(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns if c.key)
 
-    @property
+    @cached_property  # read for every staged row
     def roles(self) -> dict[str, str]:
         return {c.name: c.role for c in self.columns if c.role}
 
-    @property
+    @cached_property  # read for every staged row
     def labels(self) -> dict[str, str]:
         return {c.name: c.label for c in self.columns}
 
-    @property
+    @cached_property  # read for every staged row
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
@@ -81,7 +82,7 @@ class RecordSpec:
         digest = content_hash([values[n] for n in self.names])
         return values | {"content_hash": digest, "flags": ",".join(flags) or None}
 
-    @property
+    @cached_property  # read for every staged row
     def id_number_fields(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns if c.role == "id_number")
 
