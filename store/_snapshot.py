@@ -129,7 +129,7 @@ class Snapshot:
         index = searched_index(self.engine, info.name, key, roles)
         matching = index.keys_matching(text) if index is not None and self._has_index(info.name) else None
         if matching is None:
-            fields = [table.c[field] for field, role in roles.items() if role in SEARCHED_ROLES]
+            fields = [table.c[field] for field in searched_fields(roles)]
             return query.where(sa.or_(*(field.contains(text, autoescape=True) for field in fields)))
         found = matching.subquery()
         return query.join(found, key_text(table, key) == found.c.key)
@@ -236,8 +236,13 @@ def searched_index(
     engine: Engine, dataset: str, key: list[str] | tuple[str, ...], roles: Mapping[str, str]
 ) -> SearchIndex | None:
     """The search index of a dataset's searched fields, where the database supports one."""
-    fields = [field for field, role in roles.items() if role in SEARCHED_ROLES]
+    fields = searched_fields(roles)
     return SearchIndex(dataset, key, fields) if fields and _fts_available(engine) else None
+
+
+def searched_fields(roles: Mapping[str, str]) -> list[str]:
+    """The fields a search box looks into, in declaration order."""
+    return [field for field, role in roles.items() if role in SEARCHED_ROLES]
 
 
 @functools.cache

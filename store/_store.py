@@ -23,7 +23,7 @@ from sqlmodel import Session, SQLModel
 
 from store._record import Record, RecordSpec, record_spec
 from store._search import SearchIndex
-from store._snapshot import Access, Snapshot, searched_index
+from store._snapshot import Access, Snapshot, searched_fields, searched_index
 from store._tables import Audit, Change, DatasetInfo, Run, _now, ensure, key_text, snapshot_table, stage_table
 
 BATCH = 10_000  # rows per staging transaction: few commits, still bounded memory
@@ -84,23 +84,21 @@ class Store:
         return self._datasets[name]
 
     def _ensure_search(self, search: SearchIndex, snapshot: sa.Table) -> None:
-        """Create the dataset's search index; rebuild it when the searched fields changed."""
+        """Keep the dataset's search index in step with its searched fields.
+
+        A new index, or one whose fields changed, is built from every row already in the
+        snapshot: records of communities not harvested since must stay findable.
+        """
         with Session(self.engine) as session:
             known = session.get(DatasetInfo, search.dataset)
-        before = (
-            searched_index(self.engine, search.dataset, search.key, json.loads(known.roles))
-            if known
-            else None
-        )
+        indexed = searched_fields(json.loads(known.roles)) if known else []
         with self.engine.begin() as conn:
-            if before is None or before.fields == search.fields:
-                search.ensure(conn)
+            if sa.inspect(conn).has_table(search.fts_name) and indexed == list(search.fields):
                 return
             for table in (search.vocab_name, search.fts_name, search.doc_name):
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
             search.ensure(conn)
-            runs = conn.execute(sa.select(snapshot.c.last_changed_run).distinct()).scalars().all()
-            for run_id in runs:
+            for run_id in conn.execute(sa.select(snapshot.c.last_changed_run).distinct()).scalars():
                 search.refresh(conn, snapshot, run_id)
 
     def begin_run(

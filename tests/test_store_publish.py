@@ -205,3 +205,15 @@ def test_search_survives_adding_a_searched_field(store: Store) -> None:
     assert sa.inspect(store.engine).has_table("search_residents")  # the index, not a LIKE scan, answers
     assert list(reader.query("residents", search="居民101", access=access)["id_number"]) == ["ID000101"]
     assert len(reader.query("residents", search="345678", access=access)) == 3
+
+
+def test_a_first_searched_field_indexes_the_rows_already_there(store: Store) -> None:
+    class Plain(Record):
+        id_number: str = Field(key=True)
+        name: str
+
+    harvest(store, people(3, start=200), scope="xiyuan", model=Plain)
+    harvest(store, people(3), scope="donghu", model=Resident)  # name and address become searched
+    access = Access(reveal=True, reason="检索测试")
+    found = Snapshot(store.engine).query("residents", search="居民201", access=access)
+    assert list(found["id_number"]) == ["ID000201"]
