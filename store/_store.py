@@ -154,13 +154,7 @@ class Store:
                 if data.search is not None:
                     data.search.refresh(conn, data.snapshot, run_id)
                 conn.execute(sa.delete(data.stage).where(data.stage.c.run_id == run_id))
-                conn.execute(
-                    sa.update(Run.__table__)
-                    .where(Run.__table__.c.id == run_id)
-                    .values(  # type: ignore[attr-defined]
-                        status="ok", finished_at=_now(), seen=seen, pages=pages, complete=complete, **counts
-                    )
-                )
+                _end_run(conn, run_id, status="ok", seen=seen, pages=pages, complete=complete, **counts)
         if refusal:
             self.fail(run_id, "layout_changed", refusal)
             raise PublishRefused(refusal)
@@ -173,13 +167,7 @@ class Store:
         with self.engine.begin() as conn:
             if data is not None:
                 conn.execute(sa.delete(data.stage).where(data.stage.c.run_id == run_id))
-            conn.execute(
-                sa.update(Run.__table__)
-                .where(Run.__table__.c.id == run_id)
-                .values(  # type: ignore[attr-defined]
-                    status=status, failure_kind=kind, message=message, finished_at=_now()
-                )
-            )
+            _end_run(conn, run_id, status=status, failure_kind=kind, message=message)
         return self.run(run_id)
 
     def recover(self) -> list[str]:
@@ -196,15 +184,12 @@ class Store:
                 stage = f"stage_{run.dataset}"
                 if inspector.has_table(stage):
                     conn.execute(sa.text(f'DELETE FROM "{stage}" WHERE run_id = :id'), {"id": run.id})
-                conn.execute(
-                    sa.update(Run.__table__)
-                    .where(Run.__table__.c.id == run.id)
-                    .values(  # type: ignore[attr-defined]
-                        status="killed",
-                        failure_kind="killed",
-                        finished_at=_now(),
-                        message="the process running it ended without finishing; nothing was published",
-                    )
+                _end_run(
+                    conn,
+                    run.id,
+                    status="killed",
+                    failure_kind="killed",
+                    message="the process running it ended without finishing; nothing was published",
                 )
         return [run.id for run in dead]
 
@@ -273,6 +258,12 @@ def _stage_writer(
     update = {c.name: insert.excluded[c.name] for c in table.columns if not c.primary_key}
     upsert = insert.on_conflict_do_update(index_elements=["run_id", *key], set_=update)
     return lambda conn, rows: conn.execute(upsert, rows)
+
+
+def _end_run(conn: sa.Connection, run_id: str, **values: Any) -> None:
+    """Close a run's record with its outcome, inside the caller's transaction."""
+    runs = Run.__table__  # type: ignore[attr-defined]
+    conn.execute(sa.update(runs).where(runs.c.id == run_id).values(finished_at=_now(), **values))
 
 
 def _alive(pid: int) -> bool:
