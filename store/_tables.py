@@ -13,15 +13,6 @@ from sqlmodel import Field, SQLModel
 
 from store._record import RecordSpec
 
-PROVENANCE = (
-    "scope",
-    "first_seen_run",
-    "last_seen_run",
-    "last_changed_run",
-    "gone_run",
-    "content_hash",
-    "flags",
-)
 _SQL_TYPES: dict[type, type[sa.types.TypeEngine]] = {
     str: sa.Text,
     int: sa.BigInteger,
