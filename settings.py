@@ -38,6 +38,18 @@ class Settings(BaseSettings):
     sandbox_persons: int = Field(default=5000, description="Persons in the sandbox's population.")
     sandbox_communities: int = Field(default=4, description="Communities the sandbox persons live in.")
 
+    system_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description='Base URL of a system by name, overriding its declaration (JSON: {"population": "http://…"}).',
+    )
+    context_recycle_pages: int = Field(
+        default=200, ge=1, description="Pages a browser context serves before it is recycled (bounds memory)."
+    )
+    captcha_attempts: int = Field(
+        default=3, ge=1, description="Captchas read by OCR before a person is asked (or the run needs one)."
+    )
+    log_json: bool = Field(default=False, description="Also write JSON log lines to logs/harvest.jsonl.")
+
     retention_days: int | None = Field(
         default=None,
         ge=1,
