@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,6 +49,14 @@ class Settings(BaseSettings):
         default=3, ge=1, description="Captchas read by OCR before a person is asked (or the run needs one)."
     )
     log_json: bool = Field(default=False, description="Also write JSON log lines to logs/harvest.jsonl.")
+    vault_key: SecretStr | None = Field(
+        default=None,
+        description="The vault key itself (from `harvest vault init`); wins over the key file. Never shown.",
+    )
+    vault_key_file: Path | None = Field(
+        default=None,
+        description="File holding the vault key (mode 0600); default: vault.key in the data dir.",
+    )
 
     retention_days: int | None = Field(
         default=None,
@@ -60,6 +68,11 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         """The database URL in force: the configured one, or SQLite in the data dir."""
         return self.database_url or f"sqlite:///{self.data_dir / 'harvest.db'}"
+
+    @property
+    def resolved_vault_key_file(self) -> Path:
+        """The vault key file in force: the configured one, or vault.key in the data dir."""
+        return self.vault_key_file or self.data_dir / "vault.key"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -1,0 +1,475 @@
+"""The vault: the unit's accounts and their session state in one encrypted file in the data dir.
+
+Several processes share it (scheduler workers park accounts, stamp their last use, save
+sessions), so every change is a read-modify-write under one ``flock``, re-reading the file
+under the lock; nothing is cached between calls, and a change made by another process is
+seen by the next call. Every read of a secret is appended to ``vault-audit.jsonl``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import datetime as dt
+import getpass
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from settings import Settings
+from vault._crypto import Header, key_text, new_key, parse_key_text, read_header, seal, stretch, unseal
+from vault._errors import (
+    AccountExists,
+    AccountParked,
+    NoVault,
+    UnknownAccount,
+    VaultExists,
+    VaultUsageError,
+    WrongKey,
+)
+from vault._files import append_line, fsync_dir, locked, recover, staged, swap, write_atomic, write_new
+from vault._keys import ENV, Key, find_key, read_key_file
+from vault._model import AccountInfo, Secret, Secrets
+from vault._redact import redact, register_secret
+
+VAULT_FILE = "vault.bin"
+LOCK_FILE = "vault.lock"
+JOURNAL_FILE = "vault.rotate"
+AUDIT_FILE = "vault-audit.jsonl"
+MIN_PASSPHRASE = 8
+SESSION_COOKIE_MIN = 8  # shorter cookie values (a language, a flag) are not secrets worth masking everywhere
+_NAME = re.compile(r"^[\w.-]+$")
+
+T = TypeVar("T")
+Payload = dict[str, Any]
+
+
+@contextlib.contextmanager
+def _guard(settings: Settings) -> Iterator[None]:
+    """The vault's lock, with any interrupted key rotation finished or undone first."""
+    with locked(settings.data_dir / LOCK_FILE):
+        recover(
+            settings.data_dir / JOURNAL_FILE,
+            [settings.data_dir / VAULT_FILE, settings.resolved_vault_key_file],
+        )
+        yield
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _time(text: str | None) -> dt.datetime | None:
+    return None if text is None else dt.datetime.fromisoformat(text)
+
+
+def _check_name(what: str, name: str) -> None:
+    if not _NAME.match(name):
+        raise VaultUsageError(f"{what} {name!r}: use letters, digits, '-', '_' or '.' (no spaces, no '/')")
+
+
+def _check_passphrase(passphrase: str) -> None:
+    if len(passphrase) < MIN_PASSPHRASE:
+        raise VaultUsageError(f"the passphrase is too short: use at least {MIN_PASSPHRASE} characters")
+
+
+def _totp_seed(seed: str) -> str:
+    """The seed in the canonical form authenticator apps print it (base32, upper case, no spaces)."""
+    normal = re.sub(r"[\s-]", "", seed).upper()
+    try:
+        base64.b32decode(normal + "=" * (-len(normal) % 8))
+    except (binascii.Error, ValueError):
+        normal = ""
+    if not normal:
+        raise VaultUsageError("the TOTP seed is not base32 text (letters A-Z and digits 2-7)")
+    return normal
+
+
+def _register_cookies(state: dict[str, Any]) -> None:
+    for cookie in state.get("cookies", []):
+        value = cookie.get("value", "")
+        if isinstance(value, str) and len(value) >= SESSION_COOKIE_MIN:
+            register_secret(value)
+
+
+def _info(entry: dict[str, Any]) -> AccountInfo:
+    return AccountInfo(
+        system=entry["system"],
+        account=entry["account"],
+        username=entry["username"],
+        scope=entry["scope"],
+        notes=entry["notes"],
+        status=entry["status"],
+        parked_kind=entry["parked_kind"],
+        parked_message=entry["parked_message"],
+        parked_at=_time(entry["parked_at"]),
+        last_used=_time(entry["last_used"]),
+        has_totp=entry["totp_seed"] is not None,
+    )
+
+
+def _unpark(entry: dict[str, Any]) -> None:
+    entry.update(status="ok", parked_kind=None, parked_message=None, parked_at=None, session=None)
+
+
+class Vault:
+    """The unit's accounts, encrypted at rest. Get one with ``Vault.open`` (or ``Vault.init`` once)."""
+
+    def __init__(self, settings: Settings, key: Key, header: Header) -> None:
+        self.settings = settings
+        self.path = settings.data_dir / VAULT_FILE
+        self._key = key
+        self._header = header
+
+    def __repr__(self) -> str:
+        return f"Vault({str(self.path)!r}, key from {self._key.source})"
+
+    @property
+    def key_source(self) -> str:
+        """Where this vault's key came from: HARVEST_VAULT_KEY, the key file (with its path), a passphrase."""
+        return self._key.source
+
+    @property
+    def uses_passphrase(self) -> bool:
+        """Whether the vault is locked by a passphrase (its key is stretched from it, not kept in a file)."""
+        return self._header.kdf == "scrypt"
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, settings: Settings, *, interactive: bool = False, passphrase: str | None = None) -> Vault:
+        """Open the vault of ``settings.data_dir``; a passphrase is prompted only if ``interactive``
+        and stdin is a terminal (or given here). Raises NoVault, MissingKey, InsecureKeyFile,
+        WrongKey or TamperedVault, each naming the fix, and changes nothing on any of them.
+        """
+        path = settings.data_dir / VAULT_FILE
+        if not settings.data_dir.is_dir():
+            raise NoVault(f"no vault at {path}: create one with `harvest vault init`")
+        with _guard(settings):
+            blob = cls._blob(path)
+        header, _, _ = read_header(blob, path)
+        key = find_key(settings, header, path, interactive=interactive, passphrase=passphrase)
+        vault = cls(settings, key, header)
+        vault._read()  # authenticates the whole file, not just the key check
+        return vault
+
+    @classmethod
+    def init(cls, settings: Settings, *, passphrase: str | None = None) -> Vault:
+        """Create an empty vault: under HARVEST_VAULT_KEY if set, else under ``passphrase`` if
+        given, else under the key file (created 0600, or reused if it is already there).
+        Refuses if a vault exists.
+        """
+        path = settings.data_dir / VAULT_FILE
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if passphrase is not None:
+            if settings.vault_key is not None:
+                raise VaultUsageError(f"{ENV} is set: unset it to make a vault locked by a passphrase")
+            _check_passphrase(passphrase)
+        with _guard(settings):
+            if path.exists():
+                raise VaultExists(f"a vault already exists at {path}: keep using it, or move it away first")
+            if passphrase is not None:
+                salt = os.urandom(16)
+                register_secret(passphrase)
+                key = Key(stretch(passphrase, salt), "passphrase")
+                header = Header.for_key(key.value, kdf="scrypt", salt=salt)
+            else:
+                key = cls._new_key_source(settings)
+                header = Header.for_key(key.value)
+            write_atomic(path, seal({"format": 1, "accounts": {}}, key.value, header))
+        vault = cls(settings, key, header)
+        vault._audit("init")
+        return vault
+
+    @staticmethod
+    def _new_key_source(settings: Settings) -> Key:
+        if settings.vault_key is not None:
+            return Key(parse_key_text(settings.vault_key.get_secret_value(), ENV), ENV)
+        path = settings.resolved_vault_key_file
+        if path.exists():
+            return Key(read_key_file(path), f"key file {path}", file=path)
+        value = new_key()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, (key_text(value) + "\n").encode())
+        register_secret(key_text(value))
+        return Key(value, f"key file {path}", file=path)
+
+    # -- accounts ------------------------------------------------------------------------------
+
+    def add(
+        self,
+        system: str,
+        account: str,
+        *,
+        username: str,
+        password: str,
+        scope: str,
+        totp_seed: str | None = None,
+        notes: str = "",
+    ) -> AccountInfo:
+        """Add an account; refuses one that is already there (``set`` changes it)."""
+        _check_name("system", system)
+        _check_name("account", account)
+        if not password:
+            raise VaultUsageError("the password is empty")
+        if not username.strip():
+            raise VaultUsageError("the username is empty")
+        seed = None if totp_seed is None else _totp_seed(totp_seed)
+
+        def change(payload: Payload) -> AccountInfo:
+            name = f"{system}/{account}"
+            if name in payload["accounts"]:
+                raise AccountExists(
+                    f"{name} is already in the vault: change it with `harvest vault set {system} {account}`"
+                )
+            entry = {
+                "system": system,
+                "account": account,
+                "username": username.strip(),
+                "password": password,
+                "totp_seed": seed,
+                "scope": scope,
+                "notes": notes,
+                "last_used": None,
+            }
+            _unpark(entry)
+            payload["accounts"][name] = entry
+            return _info(entry)
+
+        info = self._change(change)
+        self._audit("add", system, account)
+        return info
+
+    def set(
+        self,
+        system: str,
+        account: str,
+        *,
+        password: str | None = None,
+        username: str | None = None,
+        scope: str | None = None,
+        totp_seed: str | None = None,
+        notes: str | None = None,
+    ) -> AccountInfo:
+        """Change what is given (``totp_seed=""`` removes TOTP). New credentials (password,
+        TOTP seed or username) un-park the account and wipe its saved session: a person has
+        fixed them, and a session of the old credentials must not outlive them.
+        """
+        given = {"password": password, "username": username, "scope": scope, "totp_seed": totp_seed}
+        given = {name: value for name, value in {**given, "notes": notes}.items() if value is not None}
+        if not given:
+            raise VaultUsageError("nothing to change: give a password, TOTP seed, username, scope or notes")
+        if password == "":
+            raise VaultUsageError("the password is empty")
+        if totp_seed:
+            given["totp_seed"] = _totp_seed(totp_seed)
+        elif totp_seed == "":
+            given["totp_seed"] = None
+
+        def change(payload: Payload) -> AccountInfo:
+            entry = self._entry(payload, system, account)
+            entry.update(given)
+            if given.keys() & {"password", "totp_seed", "username"}:
+                _unpark(entry)
+            return _info(entry)
+
+        info = self._change(change)
+        self._audit("set", system, account, fields=sorted(given))
+        return info
+
+    def remove(self, system: str, account: str) -> None:
+        def change(payload: Payload) -> None:
+            self._entry(payload, system, account)
+            del payload["accounts"][f"{system}/{account}"]
+
+        self._change(change)
+        self._audit("remove", system, account)
+
+    def get(self, system: str, account: str) -> AccountInfo:
+        return _info(self._entry(self._read(), system, account))
+
+    def accounts(self, system: str | None = None) -> list[AccountInfo]:
+        """Every account (of ``system`` if given), sorted by system then account."""
+        entries = self._read()["accounts"].values()
+        chosen = [_info(e) for e in entries if system is None or e["system"] == system]
+        return sorted(chosen, key=lambda info: (info.system, info.account))
+
+    def secrets(self, system: str, account: str, *, robot: str, run_id: str) -> Secrets:
+        """The account's secrets for one run: the read is audited, the values are registered for
+        redaction, and ``last_used`` is stamped. A parked account gets none (AccountParked):
+        its credentials failed and are never retried until a person changes them.
+        """
+
+        def change(payload: Payload) -> dict[str, Any]:
+            entry = self._entry(payload, system, account)
+            if entry["status"] == "parked":
+                raise AccountParked(
+                    f"{system}/{account} is parked ({entry['parked_kind']}: {entry['parked_message']}): "
+                    f"fix it, then `harvest vault set {system} {account} --password`"
+                )
+            entry["last_used"] = _now().isoformat()
+            return dict(entry)
+
+        entry = self._change(change)
+        self._audit("read", system, account, robot=robot, run=run_id)
+        seed = entry["totp_seed"]
+        return Secrets(
+            password=Secret(f"{system}/{account} password", entry["password"]),
+            totp_seed=None if seed is None else Secret(f"{system}/{account} TOTP seed", seed),
+        )
+
+    def park(self, system: str, account: str, *, kind: str, message: str) -> AccountInfo:
+        """Stop using an account until a person fixes it (bad credentials, a lockout, …)."""
+
+        def change(payload: Payload) -> AccountInfo:
+            entry = self._entry(payload, system, account)
+            entry.update(
+                status="parked",
+                parked_kind=kind,
+                parked_message=redact(message),
+                parked_at=_now().isoformat(),
+            )
+            return _info(entry)
+
+        info = self._change(change)
+        self._audit("park", system, account, kind=kind)
+        return info
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def save_session(self, system: str, account: str, state: dict[str, Any], *, ttl: dt.timedelta) -> None:
+        """Keep a Playwright ``storage_state`` (encrypted, like everything here) until ``ttl`` from now."""
+        if ttl <= dt.timedelta(0):
+            raise VaultUsageError("a session needs a positive time to live")
+        _register_cookies(state)
+        expires = (_now() + ttl).isoformat()
+
+        def change(payload: Payload) -> None:
+            self._entry(payload, system, account)["session"] = {"state": state, "expires_at": expires}
+
+        self._change(change)
+
+    def load_session(self, system: str, account: str) -> dict[str, Any] | None:
+        """The saved ``storage_state``, or None when there is none or it has expired."""
+        session = self._entry(self._read(), system, account)["session"]
+        if session is None or dt.datetime.fromisoformat(session["expires_at"]) <= _now():
+            return None
+        state: dict[str, Any] = session["state"]
+        _register_cookies(state)
+        return state
+
+    def clear_session(self, system: str, account: str) -> None:
+        def change(payload: Payload) -> None:
+            self._entry(payload, system, account)["session"] = None
+
+        self._change(change)
+
+    # -- key rotation --------------------------------------------------------------------------
+
+    def rotate_key(self, *, passphrase: str | None = None) -> None:
+        """Re-encrypt everything under a new key (a new key file), or a new ``passphrase`` for a
+        vault locked by one. A crash at any point leaves the old vault with the old key or the
+        new vault with the new key (see ``vault._files.swap``).
+        """
+        if self._key.source == ENV:
+            raise VaultUsageError(
+                f"the key comes from {ENV}: rotation writes a new key file, so unset {ENV} "
+                f"(keeping its key in {self.settings.resolved_vault_key_file}, chmod 600) and rotate again"
+            )
+        if self.uses_passphrase != (passphrase is not None):
+            need = "the new passphrase" if self.uses_passphrase else "no passphrase (it uses a key file)"
+            raise VaultUsageError(f"this vault's key rotation needs {need}")
+        if passphrase is not None:
+            _check_passphrase(passphrase)
+            register_secret(passphrase)
+        with self._locked():
+            payload = self._read_locked()
+            if passphrase is not None:
+                salt = os.urandom(16)
+                key = Key(stretch(passphrase, salt), "passphrase")
+                header = Header.for_key(key.value, kdf="scrypt", salt=salt)
+                write_atomic(self.path, seal(payload, key.value, header))
+            else:
+                key_file = self._key.file or self.settings.resolved_vault_key_file
+                key = Key(new_key(), self._key.source, file=key_file)
+                header = Header.for_key(key.value)
+                register_secret(key_text(key.value))
+                write_new(staged(key_file), (key_text(key.value) + "\n").encode())
+                write_new(staged(self.path), seal(payload, key.value, header))
+                fsync_dir(key_file.parent)
+                fsync_dir(self.path.parent)
+                swap(self.settings.data_dir / JOURNAL_FILE, [self.path, key_file])
+            self._key, self._header = key, header
+        self._audit("rotate-key")
+
+    # -- file access ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _blob(path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise NoVault(f"no vault at {path}: create one with `harvest vault init`") from None
+
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return _guard(self.settings)
+
+    def _read_locked(self) -> Payload:
+        """The payload, read with the lock held. If another process rotated the key file since we
+        read it, the new key file opens the vault and is adopted.
+        """
+        blob = self._blob(self.path)
+        header, _, _ = read_header(blob, self.path)
+        if not header.fits(self._key.value) and self._key.file is not None:
+            fresh = Key(read_key_file(self._key.file), self._key.source, file=self._key.file)
+            if header.fits(fresh.value):
+                self._key = fresh
+        if not header.fits(self._key.value):
+            raise WrongKey(f"the key ({self._key.source}) no longer opens {self.path}: open the vault again")
+        self._header = header
+        return unseal(blob, self._key.value, self.path)
+
+    def _read(self) -> Payload:
+        with self._locked():
+            return self._read_locked()
+
+    def _change(self, change: Callable[[Payload], T]) -> T:
+        """Apply ``change`` to the freshest payload and write it back, all under the lock."""
+        with self._locked():
+            payload = self._read_locked()
+            result = change(payload)
+            write_atomic(self.path, seal(payload, self._key.value, self._header))
+            return result
+
+    @staticmethod
+    def _entry(payload: Payload, system: str, account: str) -> dict[str, Any]:
+        try:
+            entry: dict[str, Any] = payload["accounts"][f"{system}/{account}"]
+        except KeyError:
+            raise UnknownAccount(
+                f"no account {system}/{account} in the vault: see `harvest vault list`"
+            ) from None
+        return entry
+
+    def _audit(
+        self, event: str, system: str | None = None, account: str | None = None, **fields: Any
+    ) -> None:
+        """One JSON line per event: who did what to which account; never a secret."""
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = str(os.getuid())
+        line = {
+            "time": _now().isoformat(),
+            "event": event,
+            "system": system,
+            "account": account,
+            **fields,
+            "user": user,
+            "pid": os.getpid(),
+        }
+        append_line(self.settings.data_dir / AUDIT_FILE, json.dumps(line, ensure_ascii=False))
