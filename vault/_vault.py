@@ -236,7 +236,7 @@ class Vault:
                 "notes": notes,
                 "last_used": None,
             }
-            _unpark(entry)
+            _unpark(entry)  # a new account starts usable, without a session
             payload["accounts"][name] = entry
             return _info(entry)
 
@@ -259,8 +259,14 @@ class Vault:
         TOTP seed or username) un-park the account and wipe its saved session: a person has
         fixed them, and a session of the old credentials must not outlive them.
         """
-        given = {"password": password, "username": username, "scope": scope, "totp_seed": totp_seed}
-        given = {name: value for name, value in {**given, "notes": notes}.items() if value is not None}
+        asked = {
+            "password": password,
+            "username": username,
+            "scope": scope,
+            "totp_seed": totp_seed,
+            "notes": notes,
+        }
+        given: dict[str, str | None] = {name: value for name, value in asked.items() if value is not None}
         if not given:
             raise VaultUsageError("nothing to change: give a password, TOTP seed, username, scope or notes")
         if password == "":
