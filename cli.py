@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
+import sys
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -15,15 +17,22 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session, select
 
+from connectors import ChromiumMissing
+from robots import Harvester, RobotDeclarationError, RobotSpec, RunReport, discover, run_blocking
+from robots._logs import configure_logging
+from robots._progress import RichProgress
 from sandbox import SPECS, Sandbox, SandboxError, Switches, generate_world
-from settings import load_settings
+from settings import Settings, load_settings
 from store import Access, RevealRefused, Run, Snapshot, Store, StoreUnavailable, UnknownDataset, make_engine
+from vault import NoVault, Vault, VaultError
+from vault._cli import app as vault_cli
 
 app = typer.Typer(
     help="gridharvest: robots that harvest a community's own records into a local snapshot.",
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(vault_cli, name="vault")
 console = Console()
 stderr = Console(stderr=True)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -290,6 +299,219 @@ def purge(
         )
     counts = Store(_snapshot().engine).purge(days, actor=actor or getpass.getuser())
     console.print("已清理：" + "，".join(f"{name} {count} 条" for name, count in counts.items()))
+
+
+# ---- robots: list, run, demo ---------------------------------------------------------------------
+
+EXIT_HELP = (
+    "Exit codes: 0 ok; 1 a robot failed unexpectedly; 2 usage; 3 bad_credentials or locked (the account "
+    "is parked); 4 needs_human; 5 layout_changed; 6 system_unavailable. With several runs, the code of "
+    "the first that failed."
+)
+
+
+def _store(settings: Settings) -> Store:
+    try:
+        return Store(make_engine(settings.resolved_database_url))
+    except StoreUnavailable as exc:
+        stderr.print(f"[red]database unavailable:[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+
+def _vault(settings: Settings) -> Vault:
+    try:
+        return Vault.open(settings, interactive=sys.stdin.isatty())
+    except VaultError as exc:
+        stderr.print(f"[red]vault:[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+
+def _robots() -> dict[str, RobotSpec]:
+    try:
+        return discover()
+    except RobotDeclarationError as exc:
+        stderr.print(f"[red]robots:[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+
+def _harvest(settings: Settings, plan: list[tuple[RobotSpec, str]], *, parallel: int = 1) -> list[RunReport]:
+    """Run every (robot, account) of ``plan`` with a progress display; accounts in parallel."""
+    configure_logging(settings, level="WARNING")
+    store, vault = _store(settings), _vault(settings)
+
+    async def go(progress: RichProgress) -> list[RunReport]:
+        async with Harvester(settings, store, vault, progress=progress, interactive=sys.stdin.isatty()) as h:
+            gate = asyncio.Semaphore(parallel)
+
+            async def one(robot: RobotSpec, account: str) -> RunReport:
+                async with gate:
+                    return await h.run(robot, account)
+
+            return list(await asyncio.gather(*(one(robot, account) for robot, account in plan)))
+
+    with RichProgress(console) as progress:
+        try:
+            return run_blocking(lambda: go(progress))
+        except ChromiumMissing as exc:
+            stderr.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+
+
+def _print_reports(reports: list[RunReport]) -> int:
+    table = Table(title="采集结果")
+    for column in ("数据集", "系统/账号", "状态", "记录", "新增", "变更", "注销", "秒"):
+        table.add_column(
+            column, justify="right" if column in ("记录", "新增", "变更", "注销", "秒") else "left"
+        )
+    for r in reports:
+        status = "[green]ok[/green]" if r.status == "ok" else f"[red]{r.kind or r.status}[/red]"
+        table.add_row(
+            r.dataset,
+            f"{r.system}/{r.account}",
+            status,
+            f"{r.records:,}",
+            str(r.new),
+            str(r.changed),
+            str(r.gone),
+            f"{r.seconds:.1f}",
+        )
+    console.print(table)
+    for r in reports:
+        if r.status != "ok":
+            stderr.print(f"[red]{r.robot} · {r.system}/{r.account}: {r.kind}[/red] {r.message}")
+            if r.artifacts:
+                stderr.print(f"  evidence: {r.artifacts}")
+    return next((r.exit_code for r in reports if r.exit_code), 0)
+
+
+@app.command("list")
+def list_() -> None:
+    """Systems, robots and accounts, with each account's last run and its status."""
+    settings = load_settings()
+    robots_ = _robots()
+    systems = {robot.system.name: robot.system for robot in robots_.values()}
+    table = Table(title="Systems")
+    for column in ("system", "title", "base URL", "politeness"):
+        table.add_column(column)
+    for system in systems.values():
+        p = system.politeness
+        url = settings.system_urls.get(system.name, system.base_url)
+        table.add_row(system.name, system.title, url, f"{p.concurrency} at once, {p.rate:g}/s")
+    console.print(table)
+    table = Table(title="Robots")
+    for column in ("robot", "system", "dataset", "schedule", "what it harvests"):
+        table.add_column(column)
+    for robot in robots_.values():
+        table.add_row(robot.name, robot.system.name, robot.dataset, robot.schedule, robot.doc)
+    console.print(table)
+    vault = _vault(settings)
+    last = _last_runs(settings)
+    table = Table(title="Accounts")
+    for column in ("system", "account", "scope", "status", "last run", "result"):
+        table.add_column(column)
+    for account in vault.accounts():
+        run = last.get((account.system, account.account))
+        status = "ok" if account.status == "ok" else f"[red]parked ({account.parked_kind})[/red]"
+        when = f"{run.started_at.astimezone(SHANGHAI):%m-%d %H:%M}" if run else "never"
+        result = (run.status if run.status == "ok" else f"{run.status}: {run.failure_kind}") if run else ""
+        table.add_row(account.system, account.account, account.scope, status, when, result)
+    console.print(table)
+
+
+def _last_runs(settings: Settings) -> dict[tuple[str, str], Run]:
+    with Session(_store(settings).engine) as session:
+        runs_ = session.exec(select(Run).order_by(Run.started_at))  # type: ignore[arg-type]
+        return {(run.system, run.account): run for run in runs_}
+
+
+@app.command(epilog=EXIT_HELP)
+def run(
+    robot: Annotated[str, typer.Argument(help="Robot name, as `harvest list` shows it.")],
+    account: Annotated[str | None, typer.Option(help="Run with this account of the robot's system.")] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Run with every account of the robot's system.")
+    ] = False,
+) -> None:
+    """Run one robot now: log in (or reuse the saved session), harvest, publish if all went well."""
+    settings = load_settings()
+    robots_ = _robots()
+    spec = robots_.get(robot)
+    if spec is None:
+        raise typer.BadParameter(
+            f"no robot {robot!r}; robots: {', '.join(robots_) or 'none'}", param_hint="ROBOT"
+        )
+    if (account is None) == (not all_):
+        raise typer.BadParameter("say --account ACCOUNT or --all", param_hint="--account / --all")
+    known = [a.account for a in _vault(settings).accounts(spec.system.name)]
+    accounts = known if all_ else [account]
+    if not accounts or (account is not None and account not in known):
+        raise typer.BadParameter(
+            f"no account {account or ''} of {spec.system.name} in the vault "
+            f"(known: {', '.join(known) or 'none'}); add one with "
+            f"`harvest vault add {spec.system.name} ACCOUNT --username U --scope S`",
+            param_hint="--account",
+        )
+    reports = _harvest(settings, [(spec, name) for name in accounts if name is not None])
+    raise typer.Exit(_print_reports(reports))
+
+
+@app.command(epilog=EXIT_HELP)
+def demo(
+    persons: Annotated[int | None, typer.Option(help="Persons in the sandbox [default: settings].")] = None,
+) -> None:
+    """Start the sandbox, register its demo accounts, run every demo robot for every account."""
+    settings = load_settings()
+    with stderr.status("正在生成模拟数据…", spinner="dots"):
+        world = generate_world(
+            seed=settings.sandbox_seed,
+            persons=settings.sandbox_persons if persons is None else persons,
+            communities=settings.sandbox_communities,
+        )
+    box = Sandbox(world, host=settings.sandbox_host, port=settings.sandbox_port)
+    try:
+        box.start()
+    except SandboxError:
+        box = Sandbox(world, host=settings.sandbox_host, port=0).start()  # the usual ports are taken
+    try:
+        urls = {code: system.url for code, system in box.systems.items()}
+        settings = settings.model_copy(update={"system_urls": {**urls, **settings.system_urls}})
+        _register_demo_accounts(settings, box)
+        demo_robots = [r for r in _robots().values() if r.module.startswith("robots.sandbox_")]
+        plan = [(r, a.account) for r in demo_robots for a in box[r.system.name].accounts]
+        reports = _harvest(settings, plan, parallel=3)
+    finally:
+        box.stop()
+    code = _print_reports(reports)
+    console.print(
+        "Next: `harvest list` · `harvest runs` · `harvest freshness` · `harvest query persons --search 王` · "
+        "`harvest person <身份证号>` · `harvest sandbox` to browse the systems yourself"
+    )
+    raise typer.Exit(code)
+
+
+def _register_demo_accounts(settings: Settings, box: Sandbox) -> None:
+    """Put the sandbox's demo accounts in the vault (creating the vault and its key if needed)."""
+    try:
+        vault = Vault.open(settings)
+    except NoVault:
+        vault = Vault.init(settings)
+        console.print(f"Created a vault for the demo accounts, its key in {settings.resolved_vault_key_file}")
+    except VaultError as exc:
+        stderr.print(f"[red]vault:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    known = {(a.system, a.account): a for a in vault.accounts()}
+    for account in box.accounts:
+        info = known.get((account.system, account.account))
+        if info is None:
+            vault.add(
+                account.system,
+                account.account,
+                username=account.username,
+                password=account.password,
+                scope=account.scope,
+            )
+        elif info.status == "parked":
+            vault.set(account.system, account.account, password=account.password)
 
 
 if __name__ == "__main__":

@@ -147,6 +147,13 @@ class Gate:
         session = self.sessions.get(token or "")
         return session.username if session else None
 
+    def end_sessions(self, username: str, reason: EndReason = "expired") -> int:
+        """End every session of ``username`` now, as an idle timeout or an administrator would."""
+        ended = [s for s in self.sessions.values() if s.username == username]
+        for session in ended:
+            self._end(session, reason)
+        return len(ended)
+
     def logout(self, session: Session) -> None:
         self._end(session, "logout")
         self._ended.pop(session.token, None)

@@ -160,14 +160,16 @@ class Store:
             raise PublishRefused(refusal)
         return self.run(run_id)
 
-    def fail(self, run_id: str, kind: str, message: str, *, status: str = "failed") -> Run:
-        """End a run without touching the snapshot: record why, and drop its staged rows."""
+    def fail(
+        self, run_id: str, kind: str, message: str, *, status: str = "failed", artifacts: str | None = None
+    ) -> Run:
+        """End a run without touching the snapshot: record why and where its evidence is; drop its staging."""
         run = self.run(run_id)
         data = self._datasets.get(run.dataset)
         with self.engine.begin() as conn:
             if data is not None:
                 conn.execute(sa.delete(data.stage).where(data.stage.c.run_id == run_id))
-            _end_run(conn, run_id, status=status, failure_kind=kind, message=message)
+            _end_run(conn, run_id, status=status, failure_kind=kind, message=message, artifacts=artifacts)
         return self.run(run_id)
 
     def recover(self) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,9 @@ import pytest
 
 from connectors import launch_options
 from sandbox import Sandbox, World, generate_world
-from settings import load_settings
+from settings import Settings, load_settings
+from store import Store, make_engine
+from vault import Vault
 
 # Small but realistic: three communities, so every scope test has neighbours to refuse.
 TEST_SEED = 11
@@ -52,3 +55,31 @@ def sandbox(_running_sandbox: Sandbox) -> Iterator[Sandbox]:
     yield _running_sandbox
     for system in _running_sandbox.systems.values():
         system.reset()
+
+
+@pytest.fixture
+def settings(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings that point the sandbox systems' declarations at the running sandbox."""
+    urls = {code: system.url for code, system in sandbox.systems.items()}
+    monkeypatch.setenv("HARVEST_SYSTEM_URLS", json.dumps(urls))
+    return load_settings()
+
+
+@pytest.fixture
+def vault(settings: Settings, sandbox: Sandbox) -> Vault:
+    """A new vault in the test's data dir holding every sandbox demo account."""
+    box = Vault.init(settings)
+    for account in sandbox.accounts:
+        box.add(
+            account.system,
+            account.account,
+            username=account.username,
+            password=account.password,
+            scope=account.scope,
+        )
+    return box
+
+
+@pytest.fixture
+def store(settings: Settings) -> Store:
+    return Store(make_engine(settings.resolved_database_url))

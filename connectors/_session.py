@@ -1,0 +1,269 @@
+"""One account logged into one system: its browser context, its login, and every request it makes.
+
+The session is where lockout safety lives. A password the system rejected is never sent
+again; an unconfirmed submission (the system answered 5xx or dropped the connection) is
+retried only while the submissions of this run stay below the system's lockout threshold
+minus one. When the system sends us back to its login page mid-walk, one re-login serves
+every request that saw it (they wait on one lock), and each retries where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from loguru import logger
+from playwright.async_api import Browser, BrowserContext, Page, Route
+from selectolax.lexbor import LexborHTMLParser
+
+from connectors._captcha import SolverChain
+from connectors._errors import AccountLocked, BadCredentials, NeedsHuman, SystemUnavailable
+from connectors._login import Credentials, LoginAttempt, form_login
+from connectors._polite import Polite
+from connectors._system import FormLogin, LoginOutcome, System
+
+BLOCKED_BY_DEFAULT = frozenset({"image", "font", "media"})
+UNCONFIRMED_PAUSE_S = 2.0  # before re-sending a login form the system answered with 5xx
+RELOGINS_PER_REQUEST = 2  # more means the system logs us out as fast as we log in: stop
+TIMEOUT_MS = 30_000
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A response read without rendering: where it ended, its status, headers and body."""
+
+    url: str
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode(_charset(self.headers), errors="replace")
+
+
+class Session:
+    """An account's browser context on one system; ``open()`` it, then fetch and render through it."""
+
+    def __init__(
+        self,
+        browser: Browser,
+        system: System,
+        credentials: Callable[[], Credentials],
+        *,
+        account: str = "ACCOUNT",
+        polite: Polite,
+        solver: SolverChain,
+        state: dict[str, Any] | None = None,
+        recycle_pages: int = 200,
+        allow: frozenset[str] = frozenset(),
+    ) -> None:
+        self.browser = browser
+        self.system = system
+        self.account = account
+        self.polite = polite
+        self.solver = solver
+        self.recycle_pages = recycle_pages
+        self.blocked = BLOCKED_BY_DEFAULT - allow
+        self.logins = 0  # successful logins in this session (0: a saved session was reused)
+        self.submissions = 0  # password submissions in this session
+        self.generation = 0  # bumped by every login; requests compare it to share one re-login
+        self._credentials = credentials
+        self._state = state
+        self._context: BrowserContext | None = None
+        self._page: Page | None = None
+        self._rendered = 0
+        self._relogin = asyncio.Lock()
+        self._logging_in = False
+
+    def __repr__(self) -> str:
+        return f"Session({self.system.name}, logins={self.logins})"
+
+    @property
+    def context(self) -> BrowserContext:
+        if self._context is None:
+            raise RuntimeError("the session is not open")
+        return self._context
+
+    async def open(self) -> None:
+        """Reuse the saved session if the system still accepts it; otherwise log in once."""
+        self._context = await self._new_context(self._state)
+        if self._state is not None and await self._proves_logged_in():
+            logger.info("reused the saved session of {}", self.system.name)
+            return
+        await self.login()
+
+    async def close(self) -> None:
+        if self._context is not None:
+            await self._context.close()
+        self._context = self._page = None
+
+    async def storage_state(self) -> dict[str, Any]:
+        """Cookies and local storage, for the vault to keep (encrypted) until the next run."""
+        return dict(await self.context.storage_state())
+
+    async def login(self) -> None:
+        """Log in, lockout-safe; raises ``BadCredentials``, ``AccountLocked``, ``NeedsHuman`` or
+        ``SystemUnavailable``."""
+        unconfirmed_limit = max(1, self.system.lockout_threshold - 1)
+        page = await self.context.new_page()
+        self._logging_in = True  # the captcha image must load
+        try:
+            while True:
+                attempt = LoginAttempt(page, self.system, self._credentials(), self.solver, self.polite)
+                outcome = await self._attempt(attempt)
+                if outcome == "ok":
+                    break
+                if outcome == "bad_captcha":
+                    continue  # a captcha miss is not a password miss: a fresh image, same password
+                if outcome == "system_unavailable" and self.submissions < unconfirmed_limit:
+                    await asyncio.sleep(UNCONFIRMED_PAUSE_S)
+                    continue
+                raise _failure(outcome, self.system, self.account, attempt.message)
+        finally:
+            self._logging_in = False
+            await page.close()
+        self.logins += 1
+        self.generation += 1
+        logger.info("logged in to {} ({})", self.system.name, self.system.title)
+
+    async def _attempt(self, attempt: LoginAttempt) -> LoginOutcome:
+        login = form_login if isinstance(self.system.login, FormLogin) else self.system.login
+        outcome = await login(attempt)
+        if attempt.submitted and outcome != "bad_captcha":
+            self.submissions += 1
+        if outcome == "ok" and not await self._proves_logged_in(attempt.page):
+            attempt.message = f"after login, {self.system.logged_in} is not on {self.system.home}"
+            return "unknown"
+        return outcome
+
+    async def relogin(self, seen_generation: int) -> None:
+        """Log in again, once for every request that saw the same session end."""
+        async with self._relogin:
+            if self.generation == seen_generation:
+                logger.warning("{} sent us back to its login page; logging in again", self.system.name)
+                await self.login()
+
+    async def fetch(
+        self, path: str, *, params: Mapping[str, str | int] | None = None, what: str = ""
+    ) -> Fetched:
+        """GET ``path`` through the logged-in session without rendering (the fast path)."""
+        url = self.system.url(path)
+        what = what or urlsplit(url).path
+
+        async def get() -> Fetched:
+            response = await self.context.request.get(url, params=dict(params or {}), timeout=TIMEOUT_MS)
+            body = await response.body()
+            return Fetched(response.url, response.status, response.headers, body)
+
+        return await self._until_logged_in(get, lambda reply: self.lost(reply.url, reply.status), what)
+
+    async def render(self, path: str, *, what: str = "") -> Page:
+        """Load ``path`` in the session's page, as a person's browser would; returns the page."""
+        url = self.system.url(path)
+        page = await self.page()
+
+        async def goto() -> Any:
+            return await page.goto(url, timeout=TIMEOUT_MS)
+
+        await self._until_logged_in(goto, lambda reply: self.lost(page.url, 200), what or urlsplit(url).path)
+        self._rendered += 1
+        return page
+
+    async def page(self) -> Page:
+        """The page rendered requests use; a fresh context every ``recycle_pages`` pages bounds memory."""
+        if self._page is not None and self._rendered >= self.recycle_pages:
+            await self._recycle()
+        if self._page is None:
+            self._page = await self.context.new_page()
+        return self._page
+
+    async def screenshot(self, page: Page, path: Path) -> None:
+        """A full-page screenshot with every password field masked."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=path, full_page=True, mask=[page.locator("input[type=password]")])
+
+    async def _until_logged_in(
+        self, call: Callable[[], Awaitable[Any]], lost: Callable[[Any], bool], what: str
+    ) -> Any:
+        for _ in range(RELOGINS_PER_REQUEST + 1):
+            generation = self.generation
+            reply = await self.polite.fetch(call, what)
+            if not lost(reply):
+                return reply
+            await self.relogin(generation)
+        raise SystemUnavailable(
+            f"{self.system.name} logged us out again right after each login ({what}); try again later"
+        )
+
+    def lost(self, url: str, status: int) -> bool:
+        """Did this response send us to the login page (or say 401)?"""
+        return status == 401 or urlsplit(url).path == self.system.login_path
+
+    async def _proves_logged_in(self, page: Page | None = None) -> bool:
+        if page is not None and await page.locator(self.system.logged_in).count():
+            return True
+        reply = await self.polite.fetch(
+            lambda: self.context.request.get(self.system.url(self.system.home), timeout=TIMEOUT_MS),
+            "the home page",
+        )
+        if self.lost(reply.url, reply.status) or reply.status >= 400:
+            return False
+        return LexborHTMLParser(await reply.text()).css_first(self.system.logged_in) is not None
+
+    async def _new_context(self, state: dict[str, Any] | None) -> BrowserContext:
+        context = await self.browser.new_context(storage_state=state, locale="zh-CN")  # type: ignore[arg-type]
+        context.set_default_timeout(TIMEOUT_MS)
+        if self.blocked:
+            await context.route("**/*", self._route)
+        return context
+
+    async def _route(self, route: Route) -> None:
+        if route.request.resource_type in self.blocked and not self._logging_in:
+            await route.abort("blockedbyclient")
+        else:
+            await route.continue_()
+
+    async def _recycle(self) -> None:
+        state = await self.storage_state()
+        old = self._context
+        self._context, self._page, self._rendered = await self._new_context(state), None, 0
+        if old is not None:
+            await old.close()
+        logger.debug("recycled the browser context of {}", self.system.name)
+
+
+def _failure(outcome: LoginOutcome, system: System, account: str, said: str) -> Exception:
+    where = f"{system.title} ({system.name}/{account})"
+    said = f" The system said: {said}" if said else ""
+    if outcome == "bad_credentials":
+        return BadCredentials(
+            f"{where} rejected the password. The account is parked and will not be tried again until "
+            f"a person updates it with `harvest vault set {system.name} {account} --password`.{said}"
+        )
+    if outcome == "locked":
+        return AccountLocked(
+            f"{where} says the account is locked. It is parked: unlock it with the system's administrator, "
+            f"then `harvest vault set {system.name} {account} --password` to use it again.{said}"
+        )
+    if outcome == "system_unavailable":
+        return SystemUnavailable(f"{where} did not answer the login form; the run will be tried later.{said}")
+    if outcome == "needs_human":
+        return NeedsHuman(
+            f"{where} needs a person to log in (a captcha OCR could not read): run "
+            f"`harvest run ROBOT --account {account}` in a terminal and answer the prompt.{said}"
+        )
+    return NeedsHuman(f"{where}: the login ended on a page the robot does not recognise.{said}")
+
+
+def _charset(headers: Mapping[str, str]) -> str:
+    content_type = headers.get("content-type", "")
+    for part in content_type.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "charset" and value:
+            return value.strip('"')
+    return "utf-8"

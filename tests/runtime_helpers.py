@@ -1,0 +1,38 @@
+"""Helpers the runtime tests share: run robots in a real Harvester, read the snapshot back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+import sqlalchemy as sa
+
+from robots import Harvester, RobotSpec, RunReport, discover, registered, run_blocking
+from settings import Settings
+from store import Store
+from vault import Vault
+
+
+def harvest(
+    settings: Settings, store: Store, vault: Vault, plan: Iterable[tuple[str | RobotSpec, str]]
+) -> list[RunReport]:
+    """Run each (robot, account) in turn, in one Harvester (one Chromium)."""
+    discover()
+    specs = [(registered()[r] if isinstance(r, str) else r, account) for r, account in plan]
+
+    async def go() -> list[RunReport]:
+        async with Harvester(settings, store, vault) as harvester:
+            return [await harvester.run(robot, account) for robot, account in specs]
+
+    return run_blocking(go)
+
+
+def snapshot(store: Store, dataset: str, scope: str | None = None) -> pd.DataFrame:
+    """The snapshot rows of ``dataset`` (optionally of one scope), sorted by their first column."""
+    table = sa.Table(f"snap_{dataset}", sa.MetaData(), autoload_with=store.engine)
+    query = sa.select(table)
+    if scope is not None:
+        query = query.where(table.c.scope == scope)
+    with store.engine.connect() as conn:
+        frame = pd.read_sql(query, conn)
+    return frame.sort_values(frame.columns[0]).reset_index(drop=True)
