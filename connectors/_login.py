@@ -15,6 +15,7 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
 
 from connectors._captcha import SolverChain
+from connectors._errors import NeedsHuman
 from connectors._polite import Polite
 from connectors._system import FormLogin, LoginOutcome, System
 
@@ -49,7 +50,15 @@ class LoginAttempt:
 
     def totp(self) -> str | None:
         seed = self.credentials.totp_seed
-        return pyotp.TOTP(seed.reveal()).now() if seed is not None else None
+        if seed is None:
+            return None
+        try:
+            return pyotp.TOTP(seed.reveal()).now()
+        except (ValueError, TypeError) as exc:  # not base32, or too short for pyotp: never print it
+            raise NeedsHuman(
+                f"the TOTP seed of {self.system.name}/{self.credentials.username} is not usable "
+                f"({type(exc).__name__}); set the right one with `harvest vault set ... --totp`"
+            ) from None
 
 
 async def form_login(attempt: LoginAttempt) -> LoginOutcome:

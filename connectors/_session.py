@@ -61,6 +61,7 @@ class Session:
         state: dict[str, Any] | None = None,
         recycle_pages: int = 200,
         allow: frozenset[str] = frozenset(),
+        on_login: Callable[[list[str]], None] = lambda cookies: None,
     ) -> None:
         self.browser = browser
         self.system = system
@@ -73,6 +74,7 @@ class Session:
         self.submissions = 0  # password submissions in this session
         self.generation = 0  # bumped by every login; requests compare it to share one re-login
         self._credentials = credentials
+        self._on_login = on_login  # told every cookie value a login brings, so logs can mask them
         self._state = state
         self._context: BrowserContext | None = None
         self._page: Page | None = None
@@ -127,6 +129,7 @@ class Session:
         finally:
             self._logging_in = False
             await page.close()
+        self._on_login([cookie["value"] for cookie in await self.context.cookies()])
         self.logins += 1
         self.generation += 1
         logger.info("logged in to {} ({})", self.system.name, self.system.title)

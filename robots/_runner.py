@@ -45,10 +45,11 @@ from robots._registry import RobotSpec
 from robots._walk import Walk
 from settings import Settings
 from store import PublishRefused, Record, Run, Store
-from vault import AccountInfo, AccountParked, Vault
+from vault import AccountInfo, AccountParked, Vault, redact, register_secret
 
 STAGE_BATCH = 2_000  # records held before they go to the staging table
 EARLY_DRIFT_ROWS = 200  # rows read before the invalid-row tolerance can end a run early
+MASKED_COOKIE_LENGTH = 8  # shorter values (flags like "1" or "zh") would mask ordinary words
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,7 @@ class Harvester:
             except Exception as exc:  # a bug in the robot: keep the evidence, keep the snapshot
                 logger.opt(exception=exc).error("robot {} raised {}", robot.name, type(exc).__name__)
                 artifacts = await self._evidence(run_id, walk, session, error=exc)
-                message = f"the robot raised {type(exc).__name__}: {exc}"
+                message = redact(f"the robot raised {type(exc).__name__}: {exc}")
                 report = self._failed(base, run_id, "error", message, artifacts)
             finally:
                 if session is not None:
@@ -270,6 +271,7 @@ class Harvester:
             state=self.vault.load_session(system.name, info.account),
             recycle_pages=self.settings.context_recycle_pages,
             allow=robot.allow,
+            on_login=_mask_cookies,
         )
         try:
             await session.open()
@@ -339,9 +341,8 @@ class Harvester:
             except Exception as exc:  # evidence is best effort: never hide the run's own failure
                 logger.debug("no screenshot: {}", exc)
         if error is not None:
-            (folder / "traceback.txt").write_text(
-                "".join(traceback.format_exception(error)), encoding="utf-8"
-            )
+            text = redact("".join(traceback.format_exception(error)))
+            (folder / "traceback.txt").write_text(text, encoding="utf-8")
         return str(folder)
 
     def _artifacts(self, run_id: str) -> Path:
@@ -355,6 +356,7 @@ class Harvester:
         message: str,
         artifacts: str | None = None,
     ) -> RunReport:
+        message = redact(message)
         self.store.fail(run_id, kind, message, artifacts=artifacts)
         status = "parked" if kind in ("bad_credentials", "locked") else "failed"
         return dataclasses.replace(
@@ -386,6 +388,12 @@ def _from_run(base: RunReport, run: Run, *, records: int) -> RunReport:
     )
 
 
+def _mask_cookies(values: list[str]) -> None:
+    for value in values:
+        if len(value) >= MASKED_COOKIE_LENGTH:
+            register_secret(value)
+
+
 def _first_error(exc: ValidationError) -> str:
     error = exc.errors()[0]
     where = ".".join(str(part) for part in error["loc"])
@@ -401,6 +409,10 @@ def run_blocking(call: Callable[[], Any]) -> Any:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        loop_running = False
+    else:
+        loop_running = True
+    if not loop_running:  # outside the except block, so tracebacks do not chain a RuntimeError
         return asyncio.run(call())
     result: list[Any] = []
     errors: list[BaseException] = []

@@ -24,6 +24,7 @@ from urllib.parse import urljoin
 
 import pandas as pd
 from loguru import logger
+from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page as BrowserPage
 
 from connectors import LayoutChanged, NeedsHuman, Session, SystemUnavailable
@@ -118,19 +119,26 @@ class Walk:
     ) -> AsyncIterator[Page]:
         """Items revealed by a "加载更多" ``button`` (or, without one, by scrolling to the bottom).
 
-        Each page yielded holds only the items not seen before. If the list stops growing
-        (a failed request, a lost session), the page is reloaded and the walk resumes after
-        the last item it yielded.
+        Each page yielded holds only items not yielded before. If the list stops growing (a
+        failed request, a lost session), the page is reloaded, revealed up to where the walk
+        was, and the walk goes on; items already yielded are known by their HTML and skipped.
         """
-        seen = stalls = 0
+        yielded: set[int] = set()
+        cursor = stalls = 0  # items of the current page load already looked at
         retries = self.session.polite.politeness.retries
+        login = self.session.system.login_path
         browser_page = await self._open(path, ready=ready, items=item, at_least=0, button=button)
         while True:
-            fresh = await browser_page.eval_on_selector_all(
-                item, "(nodes, seen) => nodes.slice(seen).map(n => n.outerHTML)", seen
+            shown = await browser_page.eval_on_selector_all(
+                item, "(nodes, from) => nodes.slice(from).map(n => n.outerHTML)", cursor
             )
+            cursor += len(shown)
+            fresh = []
+            for html in shown:  # a page's own script can append one batch twice, too
+                if hash(html) not in yielded:
+                    yielded.add(hash(html))
+                    fresh.append(html)
             if fresh:
-                seen += len(fresh)
                 stalls = 0
                 yield self._page("<div>" + "".join(fresh) + "</div>", browser_page.url, None)
             lost = self.session.lost(browser_page.url, 200)
@@ -142,17 +150,20 @@ class Walk:
                         await browser_page.click(button)
                     else:
                         await browser_page.mouse.wheel(0, 10_000)
-                if await _grew(browser_page, item, seen):
+                if await _grew(browser_page, item, cursor, login):
                     continue
                 lost = self.session.lost(browser_page.url, 200)
                 if button is None and not lost:
                     return  # scrolling revealed nothing more: the end of an infinite list
             stalls += 1
             if stalls > retries:
-                raise SystemUnavailable(f"{path}: the list stopped growing after {seen} items")
+                raise SystemUnavailable(f"{path}: the list stopped growing after {len(yielded)} items")
             why = "the session ended" if lost else "the list stopped growing"
-            self.log.warning("{}: {} at {} items; reloading and resuming", path, why, seen)
-            browser_page = await self._open(path, ready=ready, items=item, at_least=seen, button=button)
+            self.log.warning("{}: {} at {} items; reloading and resuming", path, why, len(yielded))
+            browser_page = await self._open(
+                path, ready=ready, items=item, at_least=len(yielded), button=button
+            )
+            cursor = 0
 
     async def json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """The JSON the system's API answers at ``path``, through the logged-in session."""
@@ -266,13 +277,17 @@ class Walk:
         browser_page = await self.session.render(path)
         if ready is not None:
             await browser_page.wait_for_selector(ready)
-        while at_least and await browser_page.locator(items).count() <= at_least:
+        login = self.session.system.login_path
+        while at_least and (shown := await browser_page.locator(items).count()) <= at_least:
+            if button is not None and not await browser_page.locator(button).is_visible():
+                break  # the list is shorter now than when we saw it: the caller yields what there is
             async with self.session.polite.slot():
                 if button is not None:
                     await browser_page.click(button)
                 else:
                     await browser_page.mouse.wheel(0, 10_000)
-            await _grew(browser_page, items, await browser_page.locator(items).count())
+            if not await _grew(browser_page, items, shown, login):
+                break
         return browser_page
 
     def _check(self, reply: Fetched, path: str) -> None:
@@ -323,13 +338,14 @@ def _last_page_number(page: Page, selector: str) -> int:
     return max(numbers, default=page.number or 1)
 
 
-async def _grew(page: BrowserPage, items: str, count: int) -> bool:
+async def _grew(page: BrowserPage, items: str, count: int, login_path: str) -> bool:
+    """Wait for more than ``count`` items; False on a timeout or a trip to the login page."""
     try:
         await page.wait_for_function(
-            "([css, n]) => document.querySelectorAll(css).length > n",
-            arg=[items, count],
+            "([css, n, login]) => document.querySelectorAll(css).length > n || location.pathname === login",
+            arg=[items, count, login_path],
             timeout=GROWTH_TIMEOUT_MS,
         )
-    except Exception:  # a timeout, or the page navigated away (to the login page)
+        return await page.locator(items).count() > count
+    except PlaywrightError:  # a timeout, or a navigation that destroyed the page's context
         return False
-    return True

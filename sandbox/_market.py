@@ -11,7 +11,6 @@ from fastapi.responses import Response
 
 from sandbox._system import Dataset, SandboxSystem, SystemSpec
 
-BATCH = 20
 FIELDS = [
     ("统一社会信用代码", "uscc"),
     ("主体名称", "name"),
@@ -51,23 +50,24 @@ def add_routes(app: FastAPI, system: SandboxSystem) -> None:
     async def entities(request: Request, keyword: str = "") -> Response:
         session = system.user(request)
         found = _found(system, session.username or "", keyword)
+        batch = system.switches.cards_per_batch
         return system.render(
             request,
             "market_entities.html",
             session=session,
-            rows=found.iloc[:BATCH],
+            rows=found.iloc[:batch],
             fields=_fields(system),
             total=len(found),
-            next_offset=BATCH,
-            has_more=len(found) > BATCH,
+            next_offset=batch,
+            has_more=len(found) > batch,
             keyword=keyword,
         )
 
     @app.get("/entities/more")
-    async def more(request: Request, offset: int = 0, limit: int = BATCH, keyword: str = "") -> Response:
+    async def more(request: Request, offset: int = 0, limit: int = 0, keyword: str = "") -> Response:
         session = system.user(request)
         found = _found(system, session.username or "", keyword)
-        offset, limit = max(0, offset), min(max(1, limit), 100)
+        offset, limit = max(0, offset), min(max(1, limit or system.switches.cards_per_batch), 100)
         return system.render(
             request,
             "market_cards.html",

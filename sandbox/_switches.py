@@ -20,6 +20,7 @@ class Switches(BaseModel):
     fault_drop_rate: float = Field(default=0, ge=0, le=1, description="Share of connections dropped.")
     fault_slow_rate: float = Field(default=0, ge=0, le=1, description="Share of responses delayed.")
     slow_seconds: float = Field(default=2.0, ge=0, description="Delay of a slow response.")
+    cards_per_batch: int = Field(default=20, ge=1, le=100, description="Cards per 加载更多 batch (market).")
     rate_limit_per_s: float = Field(
         default=0, ge=0, description="Requests per second per client before 429 (0: no limit)."
     )

@@ -147,7 +147,7 @@ def test_a_demo_harvest_with_failures_leaves_no_secret_in_any_file_or_command_li
     assert ended[("persons", "donghu")] == ("parked", "bad_credentials")  # not tried
     assert ended[("persons", "xiyuan")] == ("ok", None)  # through the captcha
     assert ended[("elderly", "donghu")] == ("ok", None)  # with a TOTP seed
-    assert ended[("elderly", "xiyuan")] == ("failed", "error")  # a TOTP seed pyotp refuses
+    assert ended[("elderly", "xiyuan")] == ("failed", "needs_human")  # pyotp refuses the seed
     assert ended[("entities", "donghu")] == ("failed", "layout_changed")
     assert ended[("t_leaky_locals", "nanshan")] == ("failed", "error")
     # The search looked where leaks would be: those places exist.
@@ -163,17 +163,6 @@ def test_a_demo_harvest_with_failures_leaves_no_secret_in_any_file_or_command_li
     _no_leaks(outcome)
 
 
-LEAK = (
-    "robots/_runner.py leaks a session cookie quoted in a robot's exception: (1) traceback.txt, written "
-    "by Harvester._evidence with traceback.format_exception(error), never redacted; (2) the run's "
-    "message in the store's run table, from Harvester._run's f'the robot raised ...: {exc}' passed "
-    "unredacted to store.fail; (3) console and logs/harvest.jsonl, from the "
-    "logger.opt(exception=exc).error(...) line, in the first run of a fresh session only: the vault "
-    "registers cookies for redaction in save_session/load_session, which run after that line"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=LEAK)
 def test_a_robot_that_raises_with_the_session_cookie_in_its_message_leaks_it_nowhere(
     settings: Settings,
     store: Store,

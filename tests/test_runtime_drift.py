@@ -1,0 +1,113 @@
+"""Drift ends a run ``layout_changed`` with evidence saved, and the snapshot exactly as it was."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connectors.sandbox import population
+from robots import Walk, robot
+from robots.sandbox_population import PERSON_COLUMNS, Person
+from sandbox import Sandbox
+from settings import Settings
+from store import Store
+from tests.runtime_helpers import harvest, snapshot
+from vault import Vault
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.mark.parametrize(
+    ("system", "robot_name", "evidence"),
+    [
+        ("population", "persons", "last-page.html"),
+        ("civil", "elderly", "last-page.json"),
+        ("market", "entities", ""),
+    ],
+)
+def test_a_changed_layout_ends_the_run_with_evidence_and_the_snapshot_untouched(
+    system: str,
+    robot_name: str,
+    evidence: str,
+    settings: Settings,
+    store: Store,
+    vault: Vault,
+    sandbox: Sandbox,
+) -> None:
+    (good,) = harvest(settings, store, vault, [(robot_name, "donghu")])
+    assert good.status == "ok"
+    dataset = good.dataset
+    before = snapshot(store, dataset)
+    sandbox[system].switches.layout_changed = True
+
+    (report,) = harvest(settings, store, vault, [(robot_name, "donghu")])
+
+    assert (report.status, report.kind, report.exit_code) == ("failed", "layout_changed", 5)
+    assert "layout may have changed" in report.message
+    run = store.run(report.run_id or "")
+    assert (run.failure_kind, run.artifacts) == ("layout_changed", report.artifacts)
+    folder = Path(report.artifacts or "")
+    assert (folder / "screenshot.png").read_bytes().startswith(b"\x89PNG")
+    if evidence:
+        assert (folder / evidence).stat().st_size > 0
+    assert snapshot(store, dataset).equals(before)
+
+
+@robot(system=population, record=Person, dataset="persons", name="t_bad_dates")
+async def bad_dates(walk: Walk):
+    """Reads the 出生日期 column into the phone field and vice versa: most rows fail validation."""
+    async for page in walk.pages("/persons?size=100&page={n}"):
+        for row in page.table(
+            "table.persons", columns={**PERSON_COLUMNS, "手机号": "birth_date", "出生日期": "phone"}
+        ):
+            yield row | {"community": walk.scope}
+
+
+def test_rows_that_fail_validation_beyond_the_tolerance_are_drift(
+    settings: Settings, store: Store, vault: Vault
+) -> None:
+    (report,) = harvest(settings, store, vault, [("t_bad_dates", "xiyuan")])
+    assert (report.status, report.kind) == ("failed", "layout_changed")
+    assert "did not fit Person" in report.message and "birth_date" in report.message
+    assert snapshot(store, "persons").empty
+
+
+@robot(system=population, record=Person, dataset="persons", name="t_half")
+async def half(walk: Walk):
+    """Sees only the first page: as if a filter the robot does not know about had been set."""
+    async for page in walk.pages("/persons?size=50&page={n}"):
+        for row in page.table("table.persons", columns=PERSON_COLUMNS):
+            yield row | {"community": walk.scope}
+        return
+
+
+def test_far_fewer_records_than_the_last_good_run_publish_nothing(
+    settings: Settings, store: Store, vault: Vault
+) -> None:
+    good, shrunk = harvest(settings, store, vault, [("persons", "nanshan"), ("t_half", "nanshan")])
+    assert good.status == "ok"
+    assert (shrunk.status, shrunk.kind, shrunk.exit_code) == ("failed", "layout_changed", 5)
+    assert "the last good run saw" in shrunk.message
+    assert (snapshot(store, "persons")["gone_run"].isna()).all()
+
+
+@robot(system=population, record=Person, dataset="persons", name="t_buggy")
+async def buggy(walk: Walk):
+    """A robot with a bug halfway through its walk."""
+    async for page in walk.pages("/persons?size=100&page={n}"):
+        for row in page.table("table.persons", columns=PERSON_COLUMNS):
+            yield row | {"community": walk.scope}
+        raise ZeroDivisionError("a bug in the robot")
+
+
+def test_a_robot_that_raises_fails_alone_with_its_traceback_kept(
+    settings: Settings, store: Store, vault: Vault
+) -> None:
+    (good,) = harvest(settings, store, vault, [("persons", "donghu")])
+    before = snapshot(store, "persons")
+    (broken,) = harvest(settings, store, vault, [("t_buggy", "donghu")])
+    assert (broken.status, broken.kind, broken.exit_code) == ("failed", "error", 1)
+    assert "ZeroDivisionError: a bug in the robot" in broken.message
+    assert "raise ZeroDivisionError" in (Path(broken.artifacts or "") / "traceback.txt").read_text()
+    assert snapshot(store, "persons").equals(before) and good.status == "ok"

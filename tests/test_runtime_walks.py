@@ -1,0 +1,105 @@
+"""Each way of walking a system (rendered pages, next links, load more, captured XHR) gets every record."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors.sandbox import civil, market, population
+from robots import Walk, robot
+from robots.sandbox_civil import FIELDS, ElderlyCare
+from robots.sandbox_market import COLUMNS, MarketEntity
+from robots.sandbox_population import HOUSEHOLD_COLUMNS, PAGER, PERSON_COLUMNS, Household, Person
+from sandbox import Sandbox
+from settings import Settings
+from store import Store
+from tests.runtime_helpers import harvest, snapshot
+from vault import Vault
+
+pytestmark = pytest.mark.browser
+HOOKS: dict[str, object] = {}
+
+
+@robot(system=population, record=Person, dataset="persons", name="t_rendered")
+async def rendered(walk: Walk):
+    """Persons from pages rendered in Chromium, as a person's browser shows them."""
+    async for page in walk.pages("/persons?size=50&page={n}", last=PAGER, render=True):
+        for row in page.table("table.persons", columns=PERSON_COLUMNS):
+            yield row | {"community": walk.scope}
+
+
+@robot(system=population, record=Household, dataset="households", name="t_follow")
+async def follow(walk: Walk):
+    """Households by following the 下一页 link."""
+    async for page in walk.follow("/households?size=20", next="li.next a"):
+        for row in page.table("table.households", columns=HOUSEHOLD_COLUMNS):
+            yield row | {"community": walk.scope}
+
+
+@robot(system=market, record=MarketEntity, dataset="entities", name="t_load_more")
+async def load_more(walk: Walk):
+    """Market entities from the card list, clicking 加载更多 until it is gone."""
+    batches = 0
+    async for page in walk.load_more("/entities", item=".entity-card", button="#load-more"):
+        batches += 1
+        if batches == 2 and "load_more" in HOOKS:
+            HOOKS.pop("load_more")()  # type: ignore[operator]
+        for row in page.records(".entity-card", columns=COLUMNS):
+            yield row | {"community": walk.scope}
+
+
+@robot(system=civil, record=ElderlyCare, dataset="elderly", name="t_capture")
+async def capture(walk: Walk):
+    """The first page of elderly records, as the page's own script fetched it."""
+    body = await walk.capture_json("/elderly", "/api/elderly/list")
+    for item in body["rows"]:
+        yield {field: item[key] for key, field in FIELDS.items()} | {"community": walk.scope}
+
+
+def _keys(sandbox: Sandbox, system: str, dataset: str, scope: str, key: str) -> list[str]:
+    return sorted(sandbox[system].truth(dataset, sandbox[system].account(scope).username)[key])
+
+
+def test_rendered_pages_in_recycled_contexts_keep_one_login(
+    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
+) -> None:
+    settings = settings.model_copy(update={"context_recycle_pages": 2})
+    (report,) = harvest(settings, store, vault, [("t_rendered", "donghu")])
+    assert report.status == "ok", report.message
+    assert report.pages >= 6 and report.logins == 1
+    assert sorted(snapshot(store, "persons")["id_number"]) == _keys(
+        sandbox, "population", "persons", "donghu", "id_number"
+    )
+
+
+def test_following_next_links_reads_every_page(
+    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
+) -> None:
+    (report,) = harvest(settings, store, vault, [("t_follow", "xiyuan")])
+    assert report.status == "ok", report.message
+    truth = _keys(sandbox, "population", "households", "xiyuan", "household_no")
+    assert report.records == len(truth) and report.pages == -(-len(truth) // 20)
+    assert sorted(snapshot(store, "households")["household_no"]) == truth
+
+
+def test_load_more_resumes_after_a_lost_session_without_repeats(
+    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
+) -> None:
+    system = sandbox["market"]
+    system.switches.cards_per_batch = 4
+    username = system.account("nanshan").username
+    HOOKS["load_more"] = lambda: system.gate.end_sessions(username, "expired")
+    (report,) = harvest(settings, store, vault, [("t_load_more", "nanshan")])
+    assert report.status == "ok", report.message
+    assert "load_more" not in HOOKS and report.logins == 2
+    truth = _keys(sandbox, "market", "entities", "nanshan", "uscc")
+    assert report.records == len(truth)
+    assert sorted(snapshot(store, "entities")["uscc"]) == truth
+
+
+def test_capture_json_reads_what_the_page_script_loaded(
+    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
+) -> None:
+    (report,) = harvest(settings, store, vault, [("t_capture", "donghu")])
+    assert report.status == "ok", report.message
+    first_page = _keys(sandbox, "civil", "elderly", "donghu", "archive_no")
+    assert report.records == 20 and set(snapshot(store, "elderly")["archive_no"]) <= set(first_page)
