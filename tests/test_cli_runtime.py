@@ -1,0 +1,63 @@
+"""`harvest list`, `harvest run` and `harvest demo` as an operator meets them."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from sandbox import Sandbox
+from settings import Settings
+from vault import Vault
+
+runner = CliRunner()
+
+
+def test_run_needs_an_account_or_all_and_a_known_robot(vault: Vault) -> None:
+    result = runner.invoke(app, ["run", "persons"])
+    assert result.exit_code == 2 and "--account ACCOUNT or --all" in result.output
+    result = runner.invoke(app, ["run", "nobody", "--all"])
+    assert result.exit_code == 2 and "no robot 'nobody'" in result.output
+    result = runner.invoke(app, ["run", "persons", "--account", "atlantis"])
+    assert result.exit_code == 2 and "harvest vault add population" in result.output
+
+
+def test_run_help_documents_the_exit_codes() -> None:
+    result = runner.invoke(app, ["run", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())  # Rich wraps and boxes the epilog
+    for code in ("0 ok", "2 usage", "3 bad_credentials or locked", "4 needs_human", "5 layout_changed"):
+        assert code in text
+    assert "6 system_unavailable" in text
+
+
+@pytest.mark.browser
+def test_run_harvests_and_exits_with_the_failures_code(
+    settings: Settings, vault: Vault, sandbox: Sandbox
+) -> None:
+    ok = runner.invoke(app, ["run", "elderly", "--account", "donghu"])
+    assert ok.exit_code == 0, ok.output
+    assert "采集结果" in ok.output and "civil/donghu" in ok.output
+
+    vault.set("civil", "xiyuan", password="wrong-password-1")
+    bad = runner.invoke(app, ["run", "elderly", "--all"])
+    assert bad.exit_code == 3, bad.output
+    assert "bad_credentials" in bad.output and "harvest vault set civil xiyuan --password" in bad.output
+
+    listed = runner.invoke(app, ["list"], terminal_width=200)
+    assert listed.exit_code == 0, listed.output
+    assert "parked" in listed.output and "elderly" in listed.output
+
+
+@pytest.mark.browser
+def test_demo_runs_every_demo_robot_for_every_demo_account(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARVEST_SANDBOX_PORT", "0")  # free ports: CI may run beside a live demo
+    monkeypatch.setenv("HARVEST_SANDBOX_COMMUNITIES", "2")
+    result = runner.invoke(app, ["demo", "--persons", "300"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for dataset in ("persons", "households", "elderly", "entities"):
+        for account in ("donghu", "xiyuan"):
+            assert any(
+                dataset in line and account in line and " ok " in line for line in result.output.splitlines()
+            )
+    assert "Next:" in result.output
