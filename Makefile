@@ -8,8 +8,8 @@ STAMP     := $(VENV)/.installed
 
 .PHONY: demo test setup chromium lint
 
-demo: setup  ## start the sandbox systems and print their addresses and demo accounts
-	$(VENV)/bin/harvest sandbox
+demo: setup  ## start the sandbox systems and harvest every demo robot for every demo account
+	$(VENV)/bin/harvest demo
 
 test: setup  ## lint, then the whole test suite (real Chromium against the sandbox)
 	$(VENV)/bin/ruff check .

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from sandbox import Sandbox
 from settings import Settings
+from store import Store
+from tests.runtime_helpers import harvest
+from vault import Vault
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 
@@ -35,3 +39,15 @@ def test_the_readme_store_example_runs(
     monkeypatch.chdir(tmp_path)
     exec(compile(_python_blocks()[1], "README.md", "exec"), {"__name__": "readme"})
     assert capsys.readouterr().out.split() == ["1", "王*", "王伟"]
+
+
+@pytest.mark.browser
+def test_the_readme_robot_runs_against_the_sandbox(
+    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
+) -> None:
+    (block,) = [b for b in _python_blocks() if "@robot(" in b]
+    exec(compile(block, "README.md", "exec"), {"__name__": "robots.readme_example"})
+    (report,) = harvest(settings, store, vault, [("residents", "donghu")])
+    truth = sandbox["population"].truth("persons", sandbox["population"].account("donghu").username)
+    assert report.status == "ok" and report.records == len(truth)
+    assert len([line for line in block.strip().splitlines() if line.strip()]) <= 16
