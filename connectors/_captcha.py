@@ -13,7 +13,7 @@ from loguru import logger
 
 
 class CaptchaSolver(Protocol):
-    """Reads one captcha image; returns its text, or ``None`` when it cannot."""
+    """Reads one captcha image; returns its text ("" if it saw none), or ``None`` to give up."""
 
     async def solve(self, image: bytes, attempt: int) -> str | None: ...
 
@@ -73,7 +73,7 @@ class SolverChain:
     async def solve(self, image: bytes, attempt: int = 0) -> str | None:
         for solver in self.solvers:
             answer = await solver.solve(image, self._attempt)
-            if answer:
+            if answer is not None:  # "" is an attempt too: OCR saw nothing, a fresh image may do
                 self._attempt += 1
                 logger.debug("captcha attempt {} by {}", self._attempt, type(solver).__name__)
                 return answer

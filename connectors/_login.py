@@ -70,11 +70,15 @@ async def form_login(attempt: LoginAttempt) -> LoginOutcome:
     await page.fill(form.username, attempt.credentials.username)
     await page.fill(form.password, attempt.credentials.password.reveal())
     if system.captcha == "image" and await page.locator(form.captcha_input).is_visible():
-        image = await page.locator(form.captcha_image).screenshot()
-        answer = await attempt.solver.solve(image)
+        picture = page.locator(form.captcha_image)
+        await picture.evaluate("img => img.decode ? img.decode().catch(() => null) : null")  # loaded
+        answer = await attempt.solver.solve(await picture.screenshot())
         if answer is None:
             attempt.message = "the captcha could not be read by OCR and no person answered it"
             return "needs_human"
+        if not answer:
+            attempt.message = "OCR read nothing in the captcha"
+            return "bad_captcha"  # not submitted: a fresh image, no password spent
         await page.fill(form.captcha_input, answer)
     code = attempt.totp()
     if code is not None and await page.locator(form.totp_input).is_visible():

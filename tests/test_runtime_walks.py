@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import dataclasses
 
+import pytest
+from playwright.async_api import async_playwright
+
+from connectors import Polite, Session, SolverChain, launch_browser
 from connectors.sandbox import civil, market, population
-from robots import Walk, robot
+from robots import Walk, robot, run_blocking
 from robots.sandbox_civil import FIELDS, ElderlyCare
 from robots.sandbox_market import COLUMNS, MarketEntity
 from robots.sandbox_population import HOUSEHOLD_COLUMNS, PAGER, PERSON_COLUMNS, Household, Person
@@ -103,3 +107,32 @@ def test_capture_json_reads_what_the_page_script_loaded(
     assert report.status == "ok", report.message
     first_page = _keys(sandbox, "civil", "elderly", "donghu", "archive_no")
     assert report.records == 20 and set(snapshot(store, "elderly")["archive_no"]) <= set(first_page)
+
+
+@pytest.mark.parametrize(("allow", "loaded"), [(frozenset(), False), (frozenset({"image"}), True)])
+def test_images_are_blocked_unless_the_robot_asks_for_them(
+    allow: frozenset[str], loaded: bool, settings: Settings, sandbox: Sandbox
+) -> None:
+    system = sandbox["population"]
+
+    async def go() -> None:
+        async with async_playwright() as playwright:
+            browser = await launch_browser(playwright, settings)
+            declared = dataclasses.replace(population, base_url=system.url)
+            session = Session(
+                browser,
+                declared,
+                lambda: None,
+                polite=Polite(declared.politeness),
+                solver=SolverChain(),
+                allow=allow,
+            )
+            session._context = await session._new_context(None)  # no login needed to load a picture
+            page = await session.page()
+            await page.set_content(f'<img src="{system.url}/captcha.png?probe=1">')
+            await page.wait_for_load_state("networkidle")
+            await browser.close()
+
+    run_blocking(go)
+    probes = [r for r in system.traffic.requests if r.path == "/captcha.png"]
+    assert bool(probes) is loaded
