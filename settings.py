@@ -57,6 +57,20 @@ class Settings(BaseSettings):
         default=None,
         description="File holding the vault key (mode 0600); default: vault.key in the data dir.",
     )
+    alert_dingtalk_url: str | None = Field(
+        default=None,
+        description="DingTalk custom robot webhook (…/robot/send?access_token=…) that gets alerts.",
+    )
+    alert_dingtalk_secret: SecretStr | None = Field(
+        default=None,
+        description="The DingTalk robot's 加签 secret (SEC…): alerts are signed with it. Never shown.",
+    )
+    alert_wecom_url: str | None = Field(
+        default=None, description="WeCom group robot webhook (…/webhook/send?key=…) that gets alerts."
+    )
+    alert_webhook_url: str | None = Field(
+        default=None, description="Any URL that gets each alert POSTed as JSON (fields plus Chinese text)."
+    )
 
     retention_days: int | None = Field(
         default=None,
