@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -15,13 +16,14 @@ import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlmodel import Session, select
+from sqlmodel import Session, SQLModel, select
 
 from connectors import ChromiumMissing
 from robots import Harvester, RobotDeclarationError, RobotSpec, RunReport, discover, run_blocking
 from robots._logs import configure_logging
 from robots._progress import RichProgress
 from sandbox import SPECS, Sandbox, SandboxError, Switches, generate_world
+from scheduler import HarvestScheduler, JobState, SchedulerBusy, describe
 from settings import Settings, load_settings
 from store import Access, RevealRefused, Run, Snapshot, Store, StoreUnavailable, UnknownDataset, make_engine
 from vault import NoVault, Vault, VaultError
@@ -512,6 +514,106 @@ def _register_demo_accounts(settings: Settings, box: Sandbox) -> None:
             )
         elif info.status == "parked":
             vault.set(account.system, account.account, password=account.password)
+
+
+# ---- the scheduler ---------------------------------------------------------------------------------
+
+
+@app.command()
+def schedule(
+    list_: Annotated[
+        bool, typer.Option("--list", help="List every job, its next run and last result.")
+    ] = False,
+) -> None:
+    """Run the scheduler in the foreground: every robot × account on its cron, until SIGTERM/Ctrl+C.
+
+    On SIGTERM it takes no new jobs, lets a running robot finish for HARVEST_STOP_TIMEOUT_S,
+    then cancels it (nothing is published). Only one scheduler may run per data dir.
+    """
+    settings = load_settings()
+    if list_:
+        _print_jobs(settings)
+        return
+    configure_logging(settings)
+    try:
+        daemon = HarvestScheduler(settings)
+        daemon.start()
+    except (SchedulerBusy, VaultError) as exc:
+        stderr.print(f"[red]scheduler:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    console.print(f"Scheduler running with {len(daemon.jobs)} jobs; SIGTERM or Ctrl+C stops it.")
+    stop.wait()
+    daemon.stop()
+
+
+def _print_jobs(settings: Settings) -> None:
+    states = _job_states(settings)
+    table = Table(title="Scheduled jobs")
+    for column in ("job", "cron", "next run", "last result"):
+        table.add_column(column)
+    for job in describe(settings, _vault(settings)):
+        state = states.get(job["job"])
+        last = (state.last_status or "") if state else "never run"
+        if state and state.kind:
+            last += f" [red](waiting: {state.kind})[/red]"
+        table.add_row(job["job"], job["cron"], f"{job['next_run']:%Y-%m-%d %H:%M}", last)
+    console.print(table)
+
+
+def _job_states(settings: Settings) -> dict[str, JobState]:
+    engine = _store(settings).engine
+    SQLModel.metadata.create_all(engine, tables=[JobState.__table__])  # type: ignore[list-item]
+    with Session(engine) as session:
+        return {state.key: state for state in session.exec(select(JobState))}
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable, for monitoring.")] = False,
+) -> None:
+    """One line per dataset: system, accounts, last good run, age, next run, health."""
+    settings = load_settings()
+    jobs = describe(settings, _vault(settings))
+    states = _job_states(settings)
+    fresh = {item.dataset: item for item in Snapshot(_store(settings).engine).freshness()}
+    rows = []
+    for dataset in sorted({job["dataset"] for job in jobs}):
+        mine = [job for job in jobs if job["dataset"] == dataset]
+        item = fresh.get(dataset)
+        problems = sorted({s.kind for j in mine if (s := states.get(j["job"])) and s.kind})
+        stale = item is None or item.age_hours is None or item.age_hours > settings.max_age_hours
+        rows.append(
+            {
+                "dataset": dataset,
+                "system": mine[0]["system"],
+                "accounts": len(mine),
+                "last_good": item.last_good.isoformat() if item and item.last_good else None,
+                "age_hours": round(item.age_hours, 1) if item and item.age_hours is not None else None,
+                "next_run": min(job["next_run"] for job in mine).isoformat(),
+                "health": ", ".join(problems) or ("stale" if stale else "ok"),
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table(title="Status")
+    for column in ("dataset", "system", "accounts", "last good run", "age (h)", "next run", "health"):
+        table.add_column(column)
+    for row in rows:
+        health = row["health"] if row["health"] == "ok" else f"[red]{row['health']}[/red]"
+        table.add_row(
+            row["dataset"],
+            row["system"],
+            str(row["accounts"]),
+            row["last_good"] or "never",
+            "-" if row["age_hours"] is None else str(row["age_hours"]),
+            row["next_run"][:16],
+            health,
+        )
+    console.print(table)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,32 @@ class Settings(BaseSettings):
         default=None, description="Any URL that gets each alert POSTed as JSON (fields plus Chinese text)."
     )
 
+    timezone: str = Field(default="Asia/Shanghai", description="Time zone of schedules and allowed hours.")
+    schedules: dict[str, str] = Field(
+        default_factory=dict,
+        description='Cron line per robot, overriding its declaration (JSON: {"persons": "0 3 * * *"}).',
+    )
+    schedule_jitter_s: int = Field(
+        default=300,
+        ge=0,
+        description="Random delay of each scheduled run, so units do not all log in at once.",
+    )
+    misfire_grace_s: int = Field(
+        default=6 * 3600, ge=1, description="How late a missed run may still start (a machine that was off)."
+    )
+    scheduler_workers: int = Field(default=4, ge=1, description="Runs the scheduler may have going at once.")
+    retry_limit: int = Field(
+        default=3, ge=0, description="Retries of a run that found its system unavailable."
+    )
+    retry_base_s: float = Field(default=600, gt=0, description="First retry delay; each further one doubles.")
+    max_age_hours: float = Field(default=36, gt=0, description="Age after which a dataset counts as stale.")
+    freshness_check_s: int = Field(default=600, ge=1, description="How often the scheduler checks freshness.")
+    stop_timeout_s: float = Field(
+        default=300,
+        ge=0,
+        description="On SIGTERM, how long a running robot may finish before it is cancelled.",
+    )
+
     retention_days: int | None = Field(
         default=None,
         ge=1,

@@ -48,6 +48,7 @@ class Politeness:
     """How hard one process may press one system, across all its accounts, retries included."""
 
     concurrency: int = 2  # requests in flight at once
+    sessions: int = 2  # accounts harvesting at once (the scheduler holds to it)
     rate: float = 5.0  # requests started per second
     hours: tuple[int, int] | None = None  # local hours [start, end) when runs may start; None: any time
     retries: int = 5  # per request, for 5xx, timeouts, dropped connections and 429

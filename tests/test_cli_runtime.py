@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -61,3 +63,19 @@ def test_demo_runs_every_demo_robot_for_every_demo_account(monkeypatch: pytest.M
                 dataset in line and account in line and " ok " in line for line in result.output.splitlines()
             )
     assert "Next:" in result.output
+
+
+@pytest.mark.browser
+def test_schedule_list_and_status_say_what_runs_when_and_how_fresh(
+    settings: Settings, vault: Vault, sandbox: Sandbox
+) -> None:
+    assert runner.invoke(app, ["run", "elderly", "--account", "donghu"]).exit_code == 0
+    listed = runner.invoke(app, ["schedule", "--list"])
+    assert listed.exit_code == 0, listed.output
+    assert "elderly@civil" in listed.output and "never run" in listed.output
+    status = runner.invoke(app, ["status", "--json"])
+    assert status.exit_code == 0, status.output
+    rows = {row["dataset"]: row for row in json.loads(status.stdout)}
+    assert set(rows) >= {"persons", "households", "elderly", "entities"}
+    assert rows["elderly"]["health"] == "ok" and rows["elderly"]["accounts"] == 3
+    assert rows["persons"]["health"] == "stale" and rows["persons"]["last_good"] is None

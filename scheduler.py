@@ -1,0 +1,455 @@
+"""The scheduler: every robot × account on its cron, never two sessions of one account at once,
+retries when a system is down, one alert when only a person can help, stale-data alerts.
+
+Facts it is designed by (APScheduler 3):
+
+- A job store cannot be shared by two scheduler processes (both would run the same job),
+  so one scheduler process runs per data dir: a second one refuses to start.
+- ``misfire_grace_time`` defaults to one second, which silently skips late runs: a machine
+  that was off all night must still run each missed job once when it wakes, so jobs get
+  a grace of hours and ``coalesce``.
+- The job store pickles jobs: job functions are module-level and take only ids, and jobs
+  are re-created from the robot declarations at every start (``replace_existing``).
+
+Only the decision "what is due" lives here; each run goes to ``Harvester.run`` in a worker
+thread, addressed by robot and account names, so a distributed executor can take its place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import fcntl
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from loguru import logger
+from sqlmodel import Field, Session, SQLModel
+
+from alerts import Alert, Notifier
+from robots import Harvester, RobotSpec, RunReport, discover
+from settings import Settings
+from store import Run, Snapshot, Store, make_engine
+from vault import Vault
+
+PERSON_KINDS = frozenset({"bad_credentials", "locked", "needs_human", "layout_changed", "error"})
+RETRIED_KINDS = frozenset({"system_unavailable"})
+FRESHNESS_JOB = "freshness"
+
+
+class SchedulerBusy(RuntimeError):
+    """Another scheduler process already runs on this data dir."""
+
+
+class JobState(SQLModel, table=True):
+    """What the scheduler remembers about a job or a dataset between runs and restarts."""
+
+    __tablename__ = "scheduler_state"
+
+    key: str = Field(primary_key=True)  # a job id, or "stale:<dataset>"
+    kind: str | None = None  # the open problem a person was told about; None when healthy
+    since: dt.datetime | None = None
+    retries: int = 0
+    last_status: str | None = None
+    last_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    id: str
+    robot: RobotSpec
+    account: str
+    cron: str
+
+
+def job_id(robot: str, system: str, account: str) -> str:
+    return f"{robot}@{system}/{account}"
+
+
+def trigger(cron: str, timezone: str) -> CronTrigger:
+    """A cron trigger from five fields (minute first) or six (second first, for tests and demos)."""
+    fields = cron.split()
+    if len(fields) == 5:
+        return CronTrigger.from_crontab(cron, timezone=ZoneInfo(timezone))
+    if len(fields) == 6:
+        second, minute, hour, day, month, dow = fields
+        return CronTrigger(
+            second=second,
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=dow,
+            timezone=ZoneInfo(timezone),
+        )
+    raise ValueError(f"{cron!r} is not a cron line of five (or six, seconds first) fields")
+
+
+def plan(settings: Settings, vault: Vault, robots: dict[str, RobotSpec] | None = None) -> list[PlannedJob]:
+    """One job per robot × account of its system; ``HARVEST_SCHEDULES`` overrides a robot's cron."""
+    robots = discover() if robots is None else robots
+    jobs = []
+    for spec in robots.values():
+        cron = settings.schedules.get(spec.name, spec.schedule)
+        for account in vault.accounts(spec.system.name):
+            jobs.append(
+                PlannedJob(job_id(spec.name, spec.system.name, account.account), spec, account.account, cron)
+            )
+    return jobs
+
+
+_active: HarvestScheduler | None = None  # the scheduler of this process, for the job functions
+
+
+def run_job(job: str) -> None:
+    """What APScheduler calls (by name, with an id only): one run of one planned job."""
+    if _active is not None:
+        _active.execute(job)
+
+
+def check_freshness() -> None:
+    if _active is not None:
+        _active.check_freshness()
+
+
+class HarvestScheduler:
+    """Owns the APScheduler instance, the locks and the failure policy of one scheduler process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        notifier: Notifier | None = None,
+        robots: dict[str, RobotSpec] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = Store(make_engine(settings.resolved_database_url))
+        SQLModel.metadata.create_all(self.store.engine, tables=[JobState.__table__])  # type: ignore[list-item]
+        self.vault = Vault.open(settings)
+        self.notifier = notifier or Notifier.from_settings(settings)
+        self.jobs = {job.id: job for job in plan(settings, self.vault, robots)}
+        self._lock_file: IO[str] | None = None
+        self._scheduler: BackgroundScheduler | None = None
+        self._running: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Task[RunReport]]] = {}
+        self._guard = threading.Lock()
+        self._stopping = threading.Event()
+        self._executing = 0  # job functions between their start and their end
+        self._system_slots: dict[str, threading.BoundedSemaphore] = {}
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        global _active
+        self._lock_file = _exclusive(self.settings.data_dir / "scheduler.lock")
+        tz = ZoneInfo(self.settings.timezone)
+        self._scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.store.engine, tablename="apscheduler_jobs")},
+            executors={"default": ThreadPoolExecutor(self.settings.scheduler_workers)},
+            job_defaults={
+                "coalesce": True,  # a machine that was off runs each missed job once, not once per miss
+                "max_instances": 1,
+                "misfire_grace_time": self.settings.misfire_grace_s,
+            },
+            timezone=tz,
+        )
+        _active = self
+        self._scheduler.start(paused=True)
+        existing = {job.id: job for job in self._scheduler.get_jobs()}
+        for known in existing.values():
+            if known.id != FRESHNESS_JOB and known.id.removeprefix("retry:") not in self.jobs:
+                known.remove()  # a robot or an account that no longer exists
+        for job in self.jobs.values():
+            cron = trigger(job.cron, self.settings.timezone)
+            kept = existing.get(job.id)
+            # replace_existing would move a missed run to the next slot: keep its due time, so a
+            # machine that was off runs it (once: coalesce) when it starts again.
+            due = (
+                {"next_run_time": kept.next_run_time}
+                if kept and kept.next_run_time and str(kept.trigger) == str(cron)
+                else {}
+            )
+            self._scheduler.add_job(
+                run_job,
+                cron,
+                args=[job.id],
+                id=job.id,
+                name=f"{job.robot.name} · {job.robot.system.name}/{job.account}",
+                replace_existing=True,
+                jitter=self.settings.schedule_jitter_s or None,
+                **due,
+            )
+        self._scheduler.add_job(
+            check_freshness,
+            "interval",
+            seconds=self.settings.freshness_check_s,
+            id=FRESHNESS_JOB,
+            replace_existing=True,
+            next_run_time=dt.datetime.now(tz),
+        )
+        self._scheduler.resume()
+        logger.info("scheduler started with {} jobs", len(self.jobs))
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Take no new jobs; let running ones finish for ``timeout`` seconds, then cancel them."""
+        global _active
+        timeout = self.settings.stop_timeout_s if timeout is None else timeout
+        self._stopping.set()
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.pause()
+        deadline = time.monotonic() + timeout
+        while self._executing and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with self._guard:
+            for loop, task in self._running.values():
+                loop.call_soon_threadsafe(task.cancel)  # the run ends `cancelled`, nothing published
+        # Jobs still finishing may add their retry to the job store, which APScheduler's own
+        # shutdown would deadlock on: let them end first.
+        while self._executing:
+            time.sleep(0.1)
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
+        _active = None
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+        logger.info("scheduler stopped")
+
+    def next_runs(self) -> dict[str, dt.datetime | None]:
+        if self._scheduler is None:
+            return {}
+        return {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
+
+    # ---- one run ----------------------------------------------------------------------------
+
+    def execute(self, job: str) -> RunReport | None:
+        with self._guard:
+            self._executing += 1
+        try:
+            return self._execute(job)
+        finally:
+            with self._guard:
+                self._executing -= 1
+
+    def _execute(self, job: str) -> RunReport | None:
+        planned = self.jobs.get(job.removeprefix("retry:"))
+        if planned is None or self._stopping.is_set():
+            return None
+        if self._waiting_for_person(planned):
+            logger.info("{} waits for a person (see the alert sent earlier); not run", planned.id)
+            return None
+        system = planned.robot.system
+        slots = self._system_slots.setdefault(
+            system.name, threading.BoundedSemaphore(system.politeness.sessions)
+        )
+        with _account_lock(self.settings.data_dir, system.name, planned.account), slots:
+            if self._stopping.is_set():
+                self._retry(planned, delay=0)  # it waited for its turn until the stop: owed next start
+                return None
+            report = self._run(planned)
+        self._after(planned, report)
+        return report
+
+    def _run(self, planned: PlannedJob) -> RunReport:
+        async def go() -> RunReport:
+            async with Harvester(self.settings, self.store, self.vault) as harvester:
+                task = asyncio.ensure_future(harvester.run(planned.robot, planned.account))
+                with self._guard:
+                    self._running[planned.id] = (asyncio.get_running_loop(), task)
+                try:
+                    return await task
+                finally:
+                    with self._guard:
+                        self._running.pop(planned.id, None)
+
+        try:
+            return asyncio.run(go())
+        except asyncio.CancelledError:
+            return RunReport(
+                planned.robot.name,
+                planned.robot.system.name,
+                planned.account,
+                planned.robot.dataset,
+                status="cancelled",
+                kind="cancelled",
+                message="stopped with the scheduler; nothing was published",
+            )
+
+    # ---- failure policy ---------------------------------------------------------------------
+
+    def _after(self, planned: PlannedJob, report: RunReport) -> None:
+        state = self._state(planned.id)
+        state.last_status, state.last_at = report.kind or report.status, _now()
+        if report.status == "ok":
+            if state.kind is not None:
+                self._alert(planned, "recovered", "the last run succeeded again", report.run_id)
+            state.kind, state.since, state.retries = None, None, 0
+        elif report.kind == "cancelled":
+            self._retry(planned, delay=0)  # stopped with the scheduler: it runs again at the next start
+        elif report.kind in RETRIED_KINDS and state.retries < self.settings.retry_limit:
+            state.retries += 1
+            delay = self.settings.retry_base_s * 2 ** (state.retries - 1) * random.uniform(0.8, 1.2)
+            logger.warning("{}: {}; retry {} in {:.0f}s", planned.id, report.kind, state.retries, delay)
+            if not self._stopping.is_set():
+                self._retry(planned, delay)
+        elif report.kind is not None and report.kind != "cancelled" and state.kind != report.kind:
+            state.kind, state.since = report.kind, _now()
+            self._alert(planned, report.kind, report.message, report.run_id)
+        self._save(state)
+
+    def _retry(self, planned: PlannedJob, delay: float) -> None:
+        """A one-off run of ``planned`` after ``delay`` seconds, kept in the job store across restarts."""
+        if self._scheduler is None:
+            return
+        when = dt.datetime.now(ZoneInfo(self.settings.timezone)) + dt.timedelta(seconds=delay)
+        self._scheduler.add_job(
+            run_job,
+            DateTrigger(when),
+            args=[f"retry:{planned.id}"],
+            id=f"retry:{planned.id}",
+            replace_existing=True,
+            misfire_grace_time=None,  # however late: it is owed
+        )
+
+    def _waiting_for_person(self, planned: PlannedJob) -> bool:
+        """A job whose last failure needs a person waits until the person has acted: the account
+        is un-parked in the vault, or someone ran the robot by hand and it succeeded."""
+        state = self._state(planned.id)
+        if state.kind not in PERSON_KINDS:
+            return False
+        if state.kind in ("bad_credentials", "locked"):
+            return self.vault.get(planned.robot.system.name, planned.account).status == "parked"
+        runs = Run.__table__.c  # type: ignore[attr-defined]
+        with self.store.engine.connect() as conn:
+            fixed = conn.scalar(
+                sa.select(sa.func.count()).where(
+                    runs.robot == planned.robot.name,
+                    runs.account == planned.account,
+                    runs.status == "ok",
+                    runs.started_at > state.since,
+                )
+            )
+        return not fixed
+
+    def _alert(self, planned: PlannedJob, kind: str, message: str, run_id: str | None) -> None:
+        system = planned.robot.system
+        self.notifier.send(
+            Alert(
+                kind=kind,
+                system=system.name,
+                system_title=system.title,
+                account=planned.account,
+                robot=planned.robot.name,
+                dataset=planned.robot.dataset,
+                message=message,
+                run_id=run_id,
+                at=_now(),
+            )
+        )
+
+    # ---- freshness --------------------------------------------------------------------------
+
+    def check_freshness(self) -> None:
+        """Alert once for each dataset older than ``HARVEST_MAX_AGE_HOURS``; clear it once fresh."""
+        systems = {job.robot.dataset: job.robot.system for job in self.jobs.values()}
+        for item in Snapshot(self.store.engine).freshness():
+            state = self._state(f"stale:{item.dataset}")
+            stale = item.age_hours is None or item.age_hours > self.settings.max_age_hours
+            if stale and state.kind is None and item.dataset in systems:
+                state.kind, state.since = "stale", _now()
+                system = systems[item.dataset]
+                age = "从未成功采集" if item.age_hours is None else f"{item.age_hours:.0f} 小时"
+                self.notifier.send(
+                    Alert(
+                        kind="stale",
+                        system=system.name,
+                        system_title=system.title,
+                        dataset=item.dataset,
+                        message=f"last good harvest: {age}",
+                        at=_now(),
+                        max_age_hours=self.settings.max_age_hours,
+                    )
+                )
+                self._save(state)
+            elif not stale and state.kind is not None:
+                state.kind = state.since = None
+                self._save(state)
+
+    # ---- state --------------------------------------------------------------------------------
+
+    def _state(self, key: str) -> JobState:
+        with Session(self.store.engine) as session:
+            return session.get(JobState, key) or JobState(key=key)
+
+    def _save(self, state: JobState) -> None:
+        with Session(self.store.engine) as session:
+            session.merge(state)
+            session.commit()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _exclusive(path: Path) -> IO[str]:
+    """Hold ``path`` locked for the life of this process, or say who holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise SchedulerBusy(
+            f"a scheduler already runs on {path.parent} (pid {holder}); stop it first: "
+            "two schedulers on one job store would run every job twice"
+        ) from None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+@contextmanager
+def _account_lock(data_dir: Path, system: str, account: str) -> Iterator[None]:
+    """One live session per account across every process on this machine (runs wait in turn)."""
+    path = data_dir / "locks" / f"{system}-{account}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def describe(settings: Settings, vault: Vault) -> list[dict[str, Any]]:
+    """Every planned job with its next fire time, as `harvest schedule --list` shows it."""
+    tz = ZoneInfo(settings.timezone)
+    now = dt.datetime.now(tz)
+    return [
+        {
+            "job": job.id,
+            "robot": job.robot.name,
+            "dataset": job.robot.dataset,
+            "system": job.robot.system.name,
+            "account": job.account,
+            "cron": job.cron,
+            "next_run": trigger(job.cron, settings.timezone).get_next_fire_time(None, now),
+        }
+        for job in plan(settings, vault)
+    ]
