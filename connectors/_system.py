@@ -79,8 +79,8 @@ class System:
     def login_path(self) -> str:
         return self.login.path if isinstance(self.login, FormLogin) else "/login"
 
-    def url(self, path: str, base_url: str | None = None) -> str:
-        """``path`` resolved against the system's base URL (or the override in force)."""
+    def url(self, path: str) -> str:
+        """``path`` resolved against the system's base URL (absolute URLs pass unchanged)."""
         if path.startswith(("http://", "https://")):
             return path
-        return (base_url or self.base_url).rstrip("/") + "/" + path.lstrip("/")
+        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
