@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import fcntl
 import os
 import random
+import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import uuid
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -49,6 +47,8 @@ from vault import Vault
 PERSON_KINDS = frozenset({"bad_credentials", "locked", "needs_human", "layout_changed", "error"})
 RETRIED_KINDS = frozenset({"system_unavailable"})
 FRESHNESS_JOB = "freshness"
+SCHEDULER_LEASE_S = 30.0
+ACCOUNT_LEASE_S = 120.0  # renewed every 40 s while a run holds it
 
 
 class SchedulerBusy(RuntimeError):
@@ -142,7 +142,7 @@ class HarvestScheduler:
         self.vault = Vault.open(settings)
         self.notifier = notifier or Notifier.from_settings(settings)
         self.jobs = {job.id: job for job in plan(settings, self.vault, robots)}
-        self._lock_file: IO[str] | None = None
+        self._lease: Lease | None = None
         self._scheduler: BackgroundScheduler | None = None
         self._running: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Task[RunReport]]] = {}
         self._guard = threading.Lock()
@@ -154,7 +154,12 @@ class HarvestScheduler:
 
     def start(self) -> None:
         global _active
-        self._lock_file = _exclusive(self.settings.data_dir / "scheduler.lock")
+        self._lease = Lease(self.store.engine, "scheduler", ttl=SCHEDULER_LEASE_S)
+        if not self._lease.try_acquire():
+            raise SchedulerBusy(
+                f"a scheduler already runs on this database ({self._lease.holder() or 'another process'}); "
+                "stop it first: two schedulers on one job store would run every job twice"
+            )
         tz = ZoneInfo(self.settings.timezone)
         self._scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.store.engine, tablename="apscheduler_jobs")},
@@ -223,9 +228,9 @@ class HarvestScheduler:
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=True)
         _active = None
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
         logger.info("scheduler stopped")
 
     def next_runs(self) -> dict[str, dt.datetime | None]:
@@ -255,7 +260,7 @@ class HarvestScheduler:
         slots = self._system_slots.setdefault(
             system.name, threading.BoundedSemaphore(system.politeness.sessions)
         )
-        with _account_lock(self.settings.data_dir, system.name, planned.account), slots:
+        with Lease(self.store.engine, f"account:{system.name}/{planned.account}", ttl=ACCOUNT_LEASE_S), slots:
             if self._stopping.is_set():
                 self._retry(planned, delay=0)  # it waited for its turn until the stop: owed next start
                 return None
@@ -404,37 +409,117 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _exclusive(path: Path) -> IO[str]:
-    """Hold ``path`` locked for the life of this process, or say who holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("a+")
+class LeaseRow(SQLModel, table=True):
+    """Who holds a lock of the scheduler, until when (seconds since the epoch)."""
+
+    __tablename__ = "scheduler_lease"
+
+    key: str = Field(primary_key=True)
+    owner: str
+    expires: float
+
+
+class Lease:
+    """A lock kept in the project database, so it holds for every process and machine sharing it.
+
+    It is renewed while held (every third of ``ttl``), so a holder that dies without releasing
+    it frees it within ``ttl`` seconds, at once if the holder was a dead process on this host.
+    """
+
+    def __init__(self, engine: sa.Engine, key: str, *, ttl: float = 60.0) -> None:
+        self.engine = engine
+        self.key = key
+        self.ttl = ttl
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._held = threading.Event()
+        SQLModel.metadata.create_all(engine, tables=[LeaseRow.__table__])  # type: ignore[list-item]
+
+    def holder(self) -> str | None:
+        with Session(self.engine) as session:
+            row = session.get(LeaseRow, self.key)
+            return row.owner if row is not None and row.expires > time.time() else None
+
+    def try_acquire(self) -> bool:
+        table = LeaseRow.__table__  # type: ignore[attr-defined]
+        now = time.time()
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(table.c.owner).where(table.c.key == self.key)).scalar()
+            free = sa.or_(table.c.expires < now, table.c.owner == self.owner)
+            if row is not None and _dead_here(row):
+                free = sa.or_(free, table.c.owner == row)
+            taken = conn.execute(
+                sa.update(table)
+                .where(table.c.key == self.key, free)
+                .values(owner=self.owner, expires=now + self.ttl)
+            ).rowcount
+        if not taken and row is None:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        sa.insert(table).values(key=self.key, owner=self.owner, expires=now + self.ttl)
+                    )
+                taken = 1
+            except sa.exc.IntegrityError:  # another process inserted it first
+                taken = 0
+        if taken:
+            self._held.set()
+            threading.Thread(target=self._renew, name=f"lease {self.key}", daemon=True).start()
+        return bool(taken)
+
+    def acquire(self, poll: float = 0.5) -> None:
+        while not self.try_acquire():
+            time.sleep(poll)
+
+    def release(self) -> None:
+        self._held.clear()
+        table = LeaseRow.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(table).where(table.c.key == self.key, table.c.owner == self.owner))
+
+    def __enter__(self) -> Lease:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def _renew(self) -> None:
+        table = LeaseRow.__table__  # type: ignore[attr-defined]
+        while not _sleep_unless_released(self._held, self.ttl / 3):
+            with self.engine.begin() as conn:
+                kept = conn.execute(
+                    sa.update(table)
+                    .where(table.c.key == self.key, table.c.owner == self.owner)
+                    .values(expires=time.time() + self.ttl)
+                ).rowcount
+            if not kept:
+                logger.error("lost the lock {} (another process took it after it expired)", self.key)
+                return
+
+
+def _sleep_unless_released(held: threading.Event, seconds: float) -> bool:
+    """Sleep ``seconds``; True if the lease was released meanwhile."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not held.is_set():
+            return True
+        time.sleep(min(0.2, seconds))
+    return not held.is_set()
+
+
+def _dead_here(owner: str) -> bool:
+    """Is ``owner`` a process of this host that no longer runs?"""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise SchedulerBusy(
-            f"a scheduler already runs on {path.parent} (pid {holder}); stop it first: "
-            "two schedulers on one job store would run every job twice"
-        ) from None
-    handle.truncate(0)
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle
-
-
-@contextmanager
-def _account_lock(data_dir: Path, system: str, account: str) -> Iterator[None]:
-    """One live session per account across every process on this machine (runs wait in turn)."""
-    path = data_dir / "locks" / f"{system}-{account}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def describe(settings: Settings, vault: Vault) -> list[dict[str, Any]]:
