@@ -6,6 +6,7 @@ Scalar and pure Python on purpose: this is the reference the vectorised generato
 from __future__ import annotations
 
 from datetime import date
+from functools import lru_cache
 from operator import mul
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -47,6 +48,27 @@ def is_valid_id_number(raw: str) -> bool:
     if len(number) != 18 or not set(number[:17]) <= _ASCII_DIGITS:
         return False
     return number[17] == id_number_check_digit(number[:17]) and _birth_date_or_none(number) is not None
+
+
+def checked_id_number(raw: str) -> tuple[str, bool]:
+    """``(normalize_id_number(raw), is_valid_id_number(raw))`` in one pass: staging asks for every record.
+
+    The common case -- 18 ASCII characters, the first 17 digits -- skips the full-width mapping
+    and reads birth dates through a cache (a million people share some 40,000 birthdays).
+    """
+    if len(raw) == 18 and raw.isascii() and raw[:17].isdigit():
+        number = raw if raw[17] != "x" else raw[:17] + "X"
+        # The weights are 2**17 .. 2**1 mod 11, and 13 = 2 mod 11: the 17 digits read in base 13,
+        # doubled, give the weighted sum mod 11 in one C call (id_number_check_digit is the reference).
+        check = _CHECK_CHARS[2 * int(number[:17], 13) % 11]
+        return number, number[17] == check and _real_date(number[6:14])
+    number = normalize_id_number(raw)
+    return number, is_valid_id_number(number)
+
+
+@lru_cache(maxsize=65_536)
+def _real_date(yyyymmdd: str) -> bool:
+    return _birth_date_or_none("000000" + yyyymmdd) is not None
 
 
 def _valid_or_raise(id_number: str) -> str:

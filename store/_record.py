@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import types
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from hashlib import blake2b
+from operator import attrgetter
 from typing import Any, Literal, Union, get_args, get_origin
 
 import pydantic
 from pydantic import BaseModel, ConfigDict
 
-from store._idnumber import is_valid_id_number, normalize_id_number
+from store._idnumber import checked_id_number
 
 Role = Literal["id_number", "name", "phone", "address", "household", "community", "grid", "tags"]
 SCALARS: tuple[type, ...] = (str, int, float, bool, dt.date, dt.datetime)
@@ -71,27 +73,46 @@ class RecordSpec:
 
     def row(self, record: Record | dict[str, Any]) -> dict[str, Any]:
         """A validated row of plain values, its content hash, and flags such as an invalid ID number."""
-        model = record if isinstance(record, self.model) else self.model.model_validate(record)
-        values = {name: getattr(model, name) for name in self.names}
-        flags = []
-        for name in self.id_number_fields:
-            if isinstance(values[name], str) and values[name]:
-                values[name] = normalize_id_number(values[name])
-                if not is_valid_id_number(values[name]):
-                    flags.append(f"invalid_id_number:{name}")  # kept, not dropped: the source says so
-        digest = content_hash([values[n] for n in self.names])
-        return values | {"content_hash": digest, "flags": ",".join(flags) or None}
+        *values, digest, flags = next(self.rows([record]))
+        return dict(zip(self.names, values, strict=True)) | {"content_hash": digest, "flags": flags}
+
+    def rows(
+        self, records: Iterable[Record | dict[str, Any]], *, lead: tuple[Any, ...] = ()
+    ) -> Iterator[tuple[Any, ...]]:
+        """``row()`` for many records, as tuples ``(*lead, *values in names order, content_hash, flags)``.
+
+        Staging calls this for every record of a run: records that already are instances of the
+        model (the runtime validated them) are not validated again.
+        """
+        model, names = self.model, self.names
+        values_of = attrgetter(*names) if len(names) > 1 else (lambda m: (getattr(m, names[0]),))
+        checked = [(i, name) for i, name in enumerate(names) if name in self.id_number_fields]
+        for record in records:
+            values = values_of(record if isinstance(record, model) else model.model_validate(record))
+            flags = None
+            for i, name in checked:
+                value = values[i]
+                if isinstance(value, str) and value:
+                    number, valid = checked_id_number(value)
+                    if number != value:
+                        values = (*values[:i], number, *values[i + 1 :])
+                    if not valid:  # kept, not dropped: the source says so
+                        flags = f"{flags},invalid_id_number:{name}" if flags else f"invalid_id_number:{name}"
+            yield (*lead, *values, content_hash(values), flags)
 
     @cached_property  # read for every staged row
     def id_number_fields(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns if c.role == "id_number")
 
 
-def content_hash(values: list[Any]) -> str:
+def content_hash(values: Sequence[Any]) -> str:
     """A short stable digest of a record's values, so unchanged re-harvests write nothing."""
     # Unit separators keep "a|b" + "c" apart from "a" + "b|c"; NUL marks a missing value.
-    text = "\x1f".join("\x00" if v is None else f"{type(v).__name__}:{v}" for v in values)
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    # The digests are stored: this text must stay exactly as it is, or every record reads as changed.
+    text = "\x1f".join(
+        ["str:" + v if type(v) is str else "\x00" if v is None else f"{type(v).__name__}:{v}" for v in values]
+    )
+    return blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 class RecordDeclarationError(TypeError):

@@ -33,6 +33,7 @@ import sqlalchemy as sa
 
 SENTINEL = "\U0010fffd"  # appended to every indexed value; a private-use character
 _TOP = "\U0010ffff"
+HASH_BYTES = 32 * 1024 * 1024  # FTS5's buffer of new index entries (its 'hashsize'); see ensure()
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
 
@@ -98,6 +99,14 @@ class SearchIndex:
         conn.exec_driver_sql(
             f"CREATE VIRTUAL TABLE IF NOT EXISTS {self.vocab_name} USING fts5vocab({self.fts_name}, 'row')"
         )
+        # FTS5 collects new entries in memory and writes a segment each time they fill its buffer
+        # (1 MiB by default); every segment is later merged again.  A larger buffer means fewer,
+        # larger segments: building 1M rows' index took 20 s with the default and 11 s with 32 MiB.
+        # The buffer is a fixed bound on memory, and the setting is kept in the index's own config.
+        if conn.exec_driver_sql(f"SELECT 1 FROM {self.fts_name}_config WHERE k = 'hashsize'").first() is None:
+            conn.exec_driver_sql(
+                f"INSERT INTO {self.fts_name}({self.fts_name}, rank) VALUES ('hashsize', {HASH_BYTES})"
+            )
         conn.exec_driver_sql(
             f"CREATE TABLE IF NOT EXISTS {self.doc_name} ("
             f"rid INTEGER PRIMARY KEY, key NOT NULL UNIQUE, {cols})"

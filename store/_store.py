@@ -18,7 +18,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
-from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, SQLModel
 
 from store._record import Record, RecordSpec, record_spec
@@ -124,8 +123,8 @@ class Store:
         """Stage ``records`` for ``run_id`` in batches; a record seen twice counts once (the last wins)."""
         data = self._running_dataset(run_id)
         staged = 0
-        rows = ({"run_id": run_id, **data.spec.row(r)} for r in records)
-        write = _stage_writer(self.engine, data.stage, data.spec.key)
+        rows = data.spec.rows(records, lead=(run_id,))
+        write = _stage_writer(self.engine, data.stage)
         for batch in iter(lambda: list(islice(rows, BATCH)), []):
             with self.engine.begin() as conn:
                 write(conn, batch)
@@ -139,9 +138,7 @@ class Store:
             return run
         data = self._datasets[run.dataset]
         with self.engine.begin() as conn:
-            seen = conn.scalar(
-                sa.select(sa.func.count()).select_from(data.stage).where(data.stage.c.run_id == run_id)
-            )
+            seen = _index_stage(conn, data, run_id)
             previous = self._last_good(conn, run.dataset, run.scope)
             if complete and previous and seen < SHRINK_RATIO * previous:
                 refusal = (
@@ -153,8 +150,9 @@ class Store:
                 counts = _publish(conn, data, run, complete)
                 if data.search is not None:
                     data.search.refresh(conn, data.snapshot, run_id)
-                conn.execute(sa.delete(data.stage).where(data.stage.c.run_id == run_id))
+                _clear_stage(conn, data, run_id, seen)
                 _end_run(conn, run_id, status="ok", seen=seen, pages=pages, complete=complete, **counts)
+            conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{_stage_index(data)}"')
         if refusal:
             self.fail(run_id, "layout_changed", refusal)
             raise PublishRefused(refusal)
@@ -239,27 +237,59 @@ class Store:
         return conn.scalar(query) or 0
 
 
-def _stage_writer(
-    engine: Engine, table: sa.Table, key: tuple[str, ...]
-) -> Callable[[sa.Connection, list[dict[str, Any]]], None]:
-    """The one dialect switch: insert-or-replace on the staging table's primary key.
+def _stage_writer(engine: Engine, table: sa.Table) -> Callable[[sa.Connection, list[tuple[Any, ...]]], None]:
+    """A plain append of ``(run_id, *values, content_hash, flags)`` rows; ``seq`` numbers them.
 
-    On SQLite the driver's own executemany of ``INSERT OR REPLACE`` costs a third of
-    SQLAlchemy's generic upsert per row, and staging is the hot path of every run.
+    On SQLite the driver's own executemany costs a third of SQLAlchemy's per row, and
+    staging is the hot path of every run.
     """
-    names = [c.name for c in table.columns]
+    names = [c.name for c in table.columns if c.name != "seq"]
     if engine.dialect.name == "sqlite":
         marks = ", ".join("?" * len(names))
-        sql = f'INSERT OR REPLACE INTO "{table.name}" ({", ".join(names)}) VALUES ({marks})'
+        sql = f'INSERT INTO "{table.name}" ({", ".join(names)}) VALUES ({marks})'
+        return lambda conn, rows: conn.exec_driver_sql(sql, rows)
+    insert = sa.insert(table)
+    return lambda conn, rows: conn.execute(insert, [dict(zip(names, row, strict=True)) for row in rows])
 
-        def write(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-            conn.exec_driver_sql(sql, [tuple(row[n] for n in names) for row in rows])
 
-        return write
-    insert = postgresql.insert(table)
-    update = {c.name: insert.excluded[c.name] for c in table.columns if not c.primary_key}
-    upsert = insert.on_conflict_do_update(index_elements=["run_id", *key], set_=update)
-    return lambda conn, rows: conn.execute(upsert, rows)
+def _stage_index(data: Dataset) -> str:
+    return f"{data.stage.name}_run_key"
+
+
+def _index_stage(conn: sa.Connection, data: Dataset, run_id: str) -> int:
+    """Index the staging rows by run and key for this publish transaction only (one sort, instead of
+    a random B-tree insert per staged record), keep the last row of a key seen twice, and count them.
+
+    The index is dropped before the transaction ends, so no other run's staging ever maintains it.
+    """
+    stage, key = data.stage, data.spec.key
+    indexed = ["run_id", *key]
+    if conn.dialect.name == "sqlite":
+        # Covering: publish then reads staged rows in key order from the index alone.  Looking each
+        # one up in the table, which holds them in arrival order, cost a random read per record.
+        indexed += ["content_hash", *(c.name for c in stage.columns if c.name not in {"seq", *indexed})]
+    columns = ", ".join(f'"{c}"' for c in indexed)
+    conn.exec_driver_sql(f'CREATE INDEX IF NOT EXISTS "{_stage_index(data)}" ON "{stage.name}" ({columns})')
+    mine = stage.c.run_id == run_id
+    twice = sa.select(sa.literal(1)).where(mine).group_by(*(stage.c[k] for k in key))
+    if conn.execute(twice.having(sa.func.count() > 1).limit(1)).first() is not None:
+        last = sa.select(sa.func.max(stage.c.seq)).where(mine).group_by(*(stage.c[k] for k in key))
+        conn.execute(sa.delete(stage).where(mine, stage.c.seq.not_in(last)))
+    return conn.scalar(sa.select(sa.func.count()).select_from(stage).where(mine)) or 0
+
+
+def _clear_stage(conn: sa.Connection, data: Dataset, run_id: str, seen: int) -> None:
+    """Drop the run's staging rows at the end of its publish."""
+    stage = data.stage
+    # SQLite: the publish holds the database's write lock, so when the table holds this run's rows
+    # only, nobody can add one before the DELETE, and a DELETE without WHERE frees whole pages.
+    if conn.dialect.name == "sqlite" and conn.scalar(sa.select(sa.func.count()).select_from(stage)) == seen:
+        conn.execute(sa.delete(stage))
+    else:
+        conn.execute(sa.delete(stage).where(stage.c.run_id == run_id))
+    conn.exec_driver_sql(
+        f'DROP INDEX IF EXISTS "{_stage_index(data)}"'
+    )  # after: an empty index drops at once
 
 
 def _end_run(conn: sa.Connection, run_id: str, **values: Any) -> None:
@@ -341,6 +371,20 @@ def _publish(conn: sa.Connection, data: Dataset, run: Run, complete: bool) -> di
             updates,
         )
 
+    # Gone before new: a record inserted by this run is in its staging, so it is never gone.
+    if complete:
+        missing = sa.and_(snap.c.scope == run.scope, snap.c.gone_run.is_(None), ~sa.exists().where(matches))
+        gone_keys = sa.select(
+            sa.literal(run.id),
+            sa.literal(data.name),
+            key_text(snap, key),
+            sa.literal("gone"),
+            sa.literal(now),
+        ).where(missing)
+        conn.execute(
+            sa.insert(Change.__table__).from_select(["run_id", "dataset", "key", "kind", "at"], gone_keys)
+        )  # type: ignore[arg-type]
+        counts["gone"] = conn.execute(sa.update(snap).where(missing).values(gone_run=run.id)).rowcount
     new_keys = sa.select(
         sa.literal(run.id), sa.literal(data.name), key_text(stage, key), sa.literal("new"), sa.literal(now)
     ).where(stage.c.run_id == run.id, ~sa.exists().where(matches))
@@ -363,19 +407,6 @@ def _publish(conn: sa.Connection, data: Dataset, run: Run, complete: bool) -> di
     )
     counts["new"] = inserted.rowcount
 
-    if complete:
-        missing = sa.and_(snap.c.scope == run.scope, snap.c.gone_run.is_(None), ~sa.exists().where(matches))
-        gone_keys = sa.select(
-            sa.literal(run.id),
-            sa.literal(data.name),
-            key_text(snap, key),
-            sa.literal("gone"),
-            sa.literal(now),
-        ).where(missing)
-        conn.execute(
-            sa.insert(Change.__table__).from_select(["run_id", "dataset", "key", "kind", "at"], gone_keys)
-        )  # type: ignore[arg-type]
-        counts["gone"] = conn.execute(sa.update(snap).where(missing).values(gone_run=run.id)).rowcount
     return counts
 
 

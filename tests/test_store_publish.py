@@ -217,3 +217,45 @@ def test_a_first_searched_field_indexes_the_rows_already_there(store: Store) -> 
     access = Access(reveal=True, reason="检索测试")
     found = Snapshot(store.engine).query("residents", search="居民201", access=access)
     assert list(found["id_number"]) == ["ID000201"]
+
+
+def _stage_indexes(store: Store) -> list[str]:
+    return [i["name"] for i in sa.inspect(store.engine).get_indexes("stage_residents")]
+
+
+def test_the_last_of_a_record_seen_twice_wins_and_no_staging_index_outlives_a_publish(store: Store) -> None:
+    rows = [*people(3), {"id_number": "ID000001", "name": "居民1", "address": "西苑小区9栋"}]
+    run = harvest(store, rows)
+    assert (run.seen, run.new) == (3, 3)
+    assert snapshot(store).set_index("id_number").loc["ID000001", "address"] == "西苑小区9栋"
+    assert _stage_indexes(store) == []  # staging appends without an index; publish makes one for itself
+    run_id = begin(store)
+    store.stage(run_id, people(1))
+    with pytest.raises(PublishRefused):
+        store.publish(run_id)
+    assert _stage_indexes(store) == []
+
+
+def test_staging_of_other_runs_survives_a_publish(store: Store) -> None:
+    other = begin(store, scope="xiyuan")
+    store.stage(other, people(2, start=100))
+    harvest(store, people(3))  # donghu publishes while xiyuan is still staging
+    assert store.publish(other).new == 2
+    assert len(snapshot(store)) == 5
+
+
+def test_a_staging_table_of_the_keyed_layout_is_moved_with_its_rows(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'harvest.db'}")
+    with engine.begin() as conn:  # as an earlier version left it, with a run's rows in it
+        conn.exec_driver_sql(
+            "CREATE TABLE stage_residents (run_id TEXT NOT NULL, id_number TEXT NOT NULL, name TEXT NOT NULL,"
+            " address TEXT NOT NULL, content_hash TEXT NOT NULL, flags TEXT, PRIMARY KEY (run_id, id_number))"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO stage_residents VALUES ('r0', 'ID000001', '居民1', '东湖', 'h', NULL)"
+        )
+    store = Store(engine)
+    harvest(store, people(2))
+    with engine.connect() as conn:
+        left = conn.execute(sa.text("SELECT seq, run_id, id_number FROM stage_residents")).all()
+    assert [tuple(r) for r in left] == [(1, "r0", "ID000001")]
