@@ -589,7 +589,7 @@ def status(
             {
                 "dataset": dataset,
                 "system": mine[0]["system"],
-                "accounts": len(mine),
+                "accounts": len({job["account"] for job in mine}),
                 "last_good": item.last_good.isoformat() if item and item.last_good else None,
                 "age_hours": round(item.age_hours, 1) if item and item.age_hours is not None else None,
                 "next_run": min(job["next_run"] for job in mine).isoformat(),

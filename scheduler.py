@@ -64,6 +64,7 @@ class JobState(SQLModel, table=True):
     kind: str | None = None  # the open problem a person was told about; None when healthy
     since: dt.datetime | None = None
     retries: int = 0
+    owed: bool = False  # stopped with the scheduler before it could run or finish: run at next start
     last_status: str | None = None
     last_at: dt.datetime | None = None
 
@@ -175,7 +176,7 @@ class HarvestScheduler:
         self._scheduler.start(paused=True)
         existing = {job.id: job for job in self._scheduler.get_jobs()}
         for known in existing.values():
-            if known.id != FRESHNESS_JOB and known.id.removeprefix("retry:") not in self.jobs:
+            if known.id != FRESHNESS_JOB and _planned_id(known.id) not in self.jobs:
                 known.remove()  # a robot or an account that no longer exists
         for job in self.jobs.values():
             cron = trigger(job.cron, self.settings.timezone)
@@ -197,6 +198,12 @@ class HarvestScheduler:
                 jitter=self.settings.schedule_jitter_s or None,
                 **due,
             )
+        for job in self.jobs.values():  # runs a stop interrupted, owed since
+            state = self._state(job.id)
+            if state.owed:
+                state.owed = False
+                self._save(state)
+                self._retry(job, delay=0)
         self._scheduler.add_job(
             check_freshness,
             "interval",
@@ -250,7 +257,7 @@ class HarvestScheduler:
                 self._executing -= 1
 
     def _execute(self, job: str) -> RunReport | None:
-        planned = self.jobs.get(job.removeprefix("retry:"))
+        planned = self.jobs.get(_planned_id(job))
         if planned is None or self._stopping.is_set():
             return None
         if self._waiting_for_person(planned):
@@ -261,8 +268,10 @@ class HarvestScheduler:
             system.name, threading.BoundedSemaphore(system.politeness.sessions)
         )
         with Lease(self.store.engine, f"account:{system.name}/{planned.account}", ttl=ACCOUNT_LEASE_S), slots:
-            if self._stopping.is_set():
-                self._retry(planned, delay=0)  # it waited for its turn until the stop: owed next start
+            if self._stopping.is_set():  # it waited for its turn until the stop: owed at next start
+                state = self._state(planned.id)
+                state.owed = True
+                self._save(state)
                 return None
             report = self._run(planned)
         self._after(planned, report)
@@ -303,7 +312,7 @@ class HarvestScheduler:
                 self._alert(planned, "recovered", "the last run succeeded again", report.run_id)
             state.kind, state.since, state.retries = None, None, 0
         elif report.kind == "cancelled":
-            self._retry(planned, delay=0)  # stopped with the scheduler: it runs again at the next start
+            state.owed = True  # stopped with the scheduler: it runs again at the next start
         elif report.kind in RETRIED_KINDS and state.retries < self.settings.retry_limit:
             state.retries += 1
             delay = self.settings.retry_base_s * 2 ** (state.retries - 1) * random.uniform(0.8, 1.2)
@@ -320,14 +329,10 @@ class HarvestScheduler:
         if self._scheduler is None:
             return
         when = dt.datetime.now(ZoneInfo(self.settings.timezone)) + dt.timedelta(seconds=delay)
-        self._scheduler.add_job(
-            run_job,
-            DateTrigger(when),
-            args=[f"retry:{planned.id}"],
-            id=f"retry:{planned.id}",
-            replace_existing=True,
-            misfire_grace_time=None,  # however late: it is owed
-        )
+        # A new id each time: APScheduler removes a fired one-off job after the fact, and would
+        # remove a retry that replaced it under the same id.
+        retry = f"retry:{planned.id}:{uuid.uuid4().hex[:8]}"
+        self._scheduler.add_job(run_job, DateTrigger(when), args=[retry], id=retry, misfire_grace_time=None)
 
     def _waiting_for_person(self, planned: PlannedJob) -> bool:
         """A job whose last failure needs a person waits until the person has acted: the account
@@ -403,6 +408,11 @@ class HarvestScheduler:
         with Session(self.store.engine) as session:
             session.merge(state)
             session.commit()
+
+
+def _planned_id(job: str) -> str:
+    """The planned job a scheduler job runs: itself, or the one a ``retry:<id>:<n>`` job retries."""
+    return job.removeprefix("retry:").rsplit(":", 1)[0] if job.startswith("retry:") else job
 
 
 def _now() -> dt.datetime:

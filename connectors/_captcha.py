@@ -70,6 +70,10 @@ class SolverChain:
         self.solvers = solvers
         self._attempt = 0
 
+    def reset(self) -> None:
+        """A new login: every solver gets its attempts again."""
+        self._attempt = 0
+
     async def solve(self, image: bytes, attempt: int = 0) -> str | None:
         for solver in self.solvers:
             answer = await solver.solve(image, self._attempt)

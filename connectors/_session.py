@@ -113,6 +113,7 @@ class Session:
         """Log in, lockout-safe; raises ``BadCredentials``, ``AccountLocked``, ``NeedsHuman`` or
         ``SystemUnavailable``."""
         unconfirmed_limit = max(1, self.system.lockout_threshold - 1)
+        self.solver.reset()
         page = await self.context.new_page()
         self._logging_in = True  # the captcha image must load
         try:

@@ -143,7 +143,8 @@ def test_a_demo_harvest_with_failures_leaves_no_secret_in_any_file_or_command_li
     )
 
     ended = {(r.robot, r.account): (r.status, r.kind) for r in outcome.reports}
-    assert ended[("households", "donghu")] == ("parked", "bad_credentials")  # tried once, parked
+    said = {(r.robot, r.account): r.message for r in outcome.reports}  # shown if an outcome differs
+    assert ended[("households", "donghu")] == ("parked", "bad_credentials"), said  # tried once, parked
     assert ended[("persons", "donghu")] == ("parked", "bad_credentials")  # not tried
     assert ended[("persons", "xiyuan")] == ("ok", None)  # through the captcha
     assert ended[("elderly", "donghu")] == ("ok", None)  # with a TOTP seed
