@@ -117,3 +117,20 @@ def test_a_dead_system_ends_the_run_system_unavailable_with_the_snapshot_kept(
     assert "did not answer" in report.message
     assert snapshot(store, "persons").equals(before)
     assert good.status == "ok"
+
+
+def test_every_relogin_gets_its_own_captcha_attempts(
+    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
+) -> None:
+    system = sandbox["population"]
+    system.switches.captcha = True
+    username = system.account("nanshan").username
+    for page in (3, 6, 9):  # three ended sessions: four logins, each through a captcha
+        HOOKS[page] = lambda: system.gate.end_sessions(username, "expired")
+    settings = settings.model_copy(update={"captcha_attempts": 2})
+
+    (report,) = harvest(settings, store, vault, [("t_pages20", "nanshan")])
+
+    assert report.status == "ok", report.message
+    assert report.logins == 4 and not HOOKS
+    _all_there(store, sandbox, "nanshan", report.records)
