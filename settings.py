@@ -46,7 +46,7 @@ class Settings(BaseSettings):
         default=200, ge=1, description="Pages a browser context serves before it is recycled (bounds memory)."
     )
     captcha_attempts: int = Field(
-        default=3, ge=1, description="Captchas read by OCR before a person is asked (or the run needs one)."
+        default=6, ge=1, description="Captchas read by OCR before a person is asked (or the run needs one)."
     )
     log_json: bool = Field(default=False, description="Also write JSON log lines to logs/harvest.jsonl.")
     vault_key: SecretStr | None = Field(

@@ -70,7 +70,7 @@ def test_captcha_is_read_by_ocr_with_no_wrong_password(
 
 
 def test_captcha_that_ocr_cannot_read_ends_needs_human_without_a_password_miss(
-    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
+    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     population = sandbox["population"]
     population.switches.captcha = True
@@ -78,7 +78,7 @@ def test_captcha_that_ocr_cannot_read_ends_needs_human_without_a_password_miss(
     username = population.account("donghu").username
     # Every answer is wrong: the sandbox draws a new captcha for each image request, and the
     # robot's screenshot is of the image the page showed, so an extra request makes OCR miss.
-    population.gate.new_captcha = _always_stale(population.gate.new_captcha)  # type: ignore[method-assign]
+    monkeypatch.setattr(population.gate, "new_captcha", _always_stale(population.gate.new_captcha))
 
     (report,) = harvest(settings, store, vault, [("persons", "donghu")])
 
