@@ -16,6 +16,7 @@ import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, select
 
 from connectors import ChromiumMissing
@@ -550,7 +551,7 @@ def schedule(
 
 
 def _print_jobs(settings: Settings) -> None:
-    states = _job_states(settings)
+    states = _job_states(_store(settings).engine)
     table = Table(title="Scheduled jobs")
     for column in ("job", "cron", "next run", "last result"):
         table.add_column(column)
@@ -563,8 +564,7 @@ def _print_jobs(settings: Settings) -> None:
     console.print(table)
 
 
-def _job_states(settings: Settings) -> dict[str, JobState]:
-    engine = _store(settings).engine
+def _job_states(engine: Engine) -> dict[str, JobState]:
     SQLModel.metadata.create_all(engine, tables=[JobState.__table__])  # type: ignore[list-item]
     with Session(engine) as session:
         return {state.key: state for state in session.exec(select(JobState))}
@@ -577,8 +577,9 @@ def status(
     """One line per dataset: system, accounts, last good run, age, next run, health."""
     settings = load_settings()
     jobs = describe(settings, _vault(settings))
-    states = _job_states(settings)
-    fresh = {item.dataset: item for item in Snapshot(_store(settings).engine).freshness()}
+    engine = _store(settings).engine
+    states = _job_states(engine)
+    fresh = {item.dataset: item for item in Snapshot(engine).freshness()}
     rows = []
     for dataset in sorted({job["dataset"] for job in jobs}):
         mine = [job for job in jobs if job["dataset"] == dataset]

@@ -13,6 +13,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,7 +43,7 @@ class Fetched:
     headers: Mapping[str, str]
     body: bytes
 
-    @property
+    @cached_property  # read for the evidence note and again for parsing: decode once
     def text(self) -> str:
         return self.body.decode(_charset(self.headers), errors="replace")
 

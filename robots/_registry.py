@@ -85,7 +85,7 @@ def robot(
             allow=frozenset(allow),
             invalid_tolerance=invalid_tolerance,
             module=walk.__module__,
-            doc=(walk.__doc__ or "").strip().splitlines()[0] if walk.__doc__ else "",
+            doc=next(iter((walk.__doc__ or "").strip().splitlines()), ""),
         )
         return walk
 
