@@ -22,11 +22,12 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from store._idnumber import normalize_id_number
-from store._masking import mask_frame
+from store._masking import MASKED_ROLES, mask_frame, mask_value
 from store._search import SearchIndex, search_supported
-from store._tables import Audit, DatasetInfo, Run, _now, key_text
+from store._tables import Audit, Change, DatasetInfo, Run, _now, key_text
 
 SEARCHED_ROLES = ("name", "id_number", "phone", "address")
+REF_COLUMN = "_ref"
 PROVENANCE_LABELS = {"scope": "社区", "flags": "数据标记", "gone": "已注销", "dataset": "数据集"}
 
 
@@ -79,33 +80,37 @@ class Snapshot:
         dataset: str,
         *,
         where: Mapping[str, Any] | None = None,
+        contains: Mapping[str, str] | None = None,
         search: str = "",
         scope: str | None = None,
         include_gone: bool = False,
         limit: int | None = None,
+        offset: int = 0,
+        refs: bool = False,
         access: Access = Access(),
     ) -> pd.DataFrame:
-        """Current records of ``dataset`` as a DataFrame, masked unless ``access`` reveals them."""
+        """Current records of ``dataset`` as a DataFrame, masked unless ``access`` reveals them.
+
+        ``where`` matches fields exactly, ``contains`` by a part of their text (a tag in "独居老人,低保").
+        ``refs`` adds a column ``_ref``: the record's ID number unmasked, for a caller that links to
+        ``person()`` without showing it (the desk seals it into its links).
+        """
         access.check()
         info, table = self._table(dataset)
         columns, roles = json.loads(info.columns), json.loads(info.roles)
         query = sa.select(*(table.c[c] for c in columns), table.c.scope, table.c.flags)
-        for field, value in (where or {}).items():
-            if field not in columns:
-                raise KeyError(f"{dataset} has no field {field!r}; its fields are {', '.join(columns)}")
-            query = query.where(table.c[field] == value)
-        text = search.strip()
-        if text:
-            query = self._search(query, info, table, text)
-        if scope is not None:
-            query = query.where(table.c.scope == scope)
+        query = self._filtered(query, info, table, where, contains, search, scope)
         if include_gone:
             query = query.add_columns(table.c.gone_run.is_not(None).label("gone"))
         else:
             query = query.where(table.c.gone_run.is_(None))
-        if not text:  # sorting every match of a common search term would cost more than the search
+        id_fields = _id_fields(roles)
+        if refs:
+            ref = table.c[id_fields[0]] if id_fields else sa.null()
+            query = query.add_columns(ref.label(REF_COLUMN))
+        if not search.strip():  # sorting every match of a common search term would cost more than the search
             query = query.order_by(*(table.c[k] for k in json.loads(info.key)))
-        query = query.limit(limit)
+        query = query.limit(limit).offset(offset or None)
         with self.engine.connect() as conn:
             frame = pd.read_sql(query, conn)
         if access.reveal:
@@ -113,11 +118,75 @@ class Snapshot:
                 access,
                 "reveal",
                 dataset,
-                {"where": dict(where or {}), "search": search, "scope": scope},
+                {
+                    "where": dict(where or {}),
+                    "contains": dict(contains or {}),
+                    "search": search,
+                    "scope": scope,
+                },
                 len(frame),
             )
             return frame
         return mask_frame(frame, roles)
+
+    def count(
+        self,
+        dataset: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        contains: Mapping[str, str] | None = None,
+        search: str = "",
+        scope: str | None = None,
+    ) -> int:
+        """How many current records ``query`` with the same filters would return without a limit."""
+        info, table = self._table(dataset)
+        query = sa.select(sa.func.count()).select_from(table).where(table.c.gone_run.is_(None))
+        query = self._filtered(query, info, table, where, contains, search, scope)
+        with self.engine.connect() as conn:
+            return conn.scalar(query) or 0
+
+    def distinct(self, dataset: str, field: str, *, scope: str | None = None, limit: int = 500) -> list[str]:
+        """The values a field takes in current records (for filter choices); only unmasked roles."""
+        info, table = self._table(dataset)
+        role = json.loads(info.roles).get(field)
+        if role in MASKED_ROLES:
+            raise RevealRefused(f"{dataset}.{field} holds personal data ({role}); it is not listed")
+        self._check_field(dataset, info, field)
+        column = table.c[field]
+        query = sa.select(column).distinct().where(table.c.gone_run.is_(None), column.is_not(None))
+        if scope is not None:
+            query = query.where(table.c.scope == scope)
+        with self.engine.connect() as conn:
+            return [str(v) for v in conn.execute(query.order_by(column).limit(limit)).scalars()]
+
+    def _filtered(
+        self,
+        query: sa.Select,
+        info: DatasetInfo,
+        table: sa.Table,
+        where: Mapping[str, Any] | None,
+        contains: Mapping[str, str] | None,
+        search: str,
+        scope: str | None,
+    ) -> sa.Select:
+        for field, value in (where or {}).items():
+            self._check_field(info.name, info, field)
+            query = query.where(table.c[field] == value)
+        for field, part in (contains or {}).items():
+            self._check_field(info.name, info, field)
+            query = query.where(table.c[field].contains(part, autoescape=True))
+        text = search.strip()
+        if text:
+            query = self._search(query, info, table, text)
+        if scope is not None:
+            query = query.where(table.c.scope == scope)
+        return query
+
+    @staticmethod
+    def _check_field(dataset: str, info: DatasetInfo, field: str) -> None:
+        columns = json.loads(info.columns)
+        if field not in columns:
+            raise KeyError(f"{dataset} has no field {field!r}; its fields are {', '.join(columns)}")
 
     def _search(self, query: sa.Select, info: DatasetInfo, table: sa.Table, text: str) -> sa.Select:
         """Rows where ``text`` is part of a searched field: through the FTS5 index where there is one."""
@@ -164,6 +233,59 @@ class Snapshot:
                     frame = self.query(info.name, where={field: household}, scope=scope, access=access)
                     frames.append(frame.assign(dataset=info.name))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def history(self, id_number: str, *, scope: str | None = None, access: Access = Access()) -> pd.DataFrame:
+        """Every recorded change to one person's records, newest first: a row per changed field
+        (``field`` is empty for new, gone and back), values masked by role unless revealed."""
+        access.check()
+        wanted = normalize_id_number(id_number)
+        changes = Change.__table__  # type: ignore[attr-defined]
+        rows: list[dict[str, Any]] = []
+        with self.engine.connect() as conn:
+            for info in self.datasets():
+                roles, labels = json.loads(info.roles), json.loads(info.labels)
+                fields = _id_fields(roles)
+                if not fields:
+                    continue
+                _, table = self._table(info.name)
+                mine = sa.select(key_text(table, json.loads(info.key))).where(
+                    sa.or_(*(table.c[f] == wanted for f in fields))
+                )
+                if scope is not None:
+                    mine = mine.where(table.c.scope == scope)
+                found = sa.select(changes).where(changes.c.dataset == info.name, changes.c.key.in_(mine))
+                for change in conn.execute(found).mappings():
+                    diff = json.loads(change["fields"]) if change["fields"] else {"": [None, None]}
+                    for field, (before, after) in diff.items():
+                        role = None if access.reveal else roles.get(field)
+                        rows.append(
+                            {
+                                "at": change["at"],
+                                "dataset": info.name,
+                                "kind": change["kind"],
+                                "field": labels.get(field, field),
+                                "before": mask_value(role, before),
+                                "after": mask_value(role, after),
+                            }
+                        )
+        frame = pd.DataFrame(rows, columns=["at", "dataset", "kind", "field", "before", "after"])
+        if access.reveal:
+            self.audit(access, "reveal", None, {"history_of": wanted, "scope": scope}, len(frame))
+        return frame.sort_values("at", ascending=False, kind="stable", ignore_index=True)
+
+    def audits(
+        self, *, limit: int = 50, offset: int = 0, actor: str | None = None, action: str | None = None
+    ) -> tuple[list[Audit], int]:
+        """A page of the audit table, newest first, and how many entries match in all."""
+        query = select(Audit)
+        if actor:
+            query = query.where(Audit.actor == actor)
+        if action:
+            query = query.where(Audit.action == action)
+        with Session(self.engine) as session:
+            total = session.exec(select(sa.func.count()).select_from(query.subquery())).one()
+            page = session.exec(query.order_by(Audit.id.desc()).limit(limit).offset(offset))  # type: ignore[union-attr]
+            return list(page), total
 
     def freshness(self) -> list[Freshness]:
         """Per dataset: when it was last harvested well, how long ago, and failures since."""

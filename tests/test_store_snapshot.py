@@ -169,3 +169,52 @@ def test_an_invalid_id_number_is_kept_but_flagged(tmp_path: Path) -> None:
     assert pd.isna(flags[good]) and flags["110105194912310021"] == "invalid_id_number:id_number"
     with store.engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM snap_persons")) == 2
+
+
+class Tagged(Record):
+    id_number: str = Field(key=True, role="id_number", title="身份证号")
+    name: str = Field(role="name", title="姓名")
+    tags: str = Field(role="tags", title="标签")
+    grid: str = Field(role="grid", title="网格")
+
+
+def test_filters_by_part_of_a_field_count_and_pages_agree(tmp_path: Path, world: World) -> None:
+    store = Store(make_engine(f"sqlite:///{tmp_path / 'harvest.db'}"))
+    people = world.persons[world.persons["community"] == "donghu"]
+    harvest(store, people.to_dict(orient="records"), model=Tagged, dataset="tagged", scope="donghu")
+    snapshot = Snapshot(store.engine)
+    alone = people[people["tags"].str.contains("独居老人") & (people["grid"] == "第1网格")]
+    filters = {"where": {"grid": "第1网格"}, "contains": {"tags": "独居老人"}, "scope": "donghu"}
+    assert snapshot.count("tagged", **filters) == len(alone) > 2
+    read = pd.concat(
+        snapshot.query("tagged", **filters, limit=2, offset=n, refs=True) for n in range(0, len(alone), 2)
+    )
+    assert sorted(read["_ref"]) == sorted(alone["id_number"])  # each row once, refs unmasked
+    assert read["id_number"].str.contains(r"\*{8}").all()
+    assert snapshot.count("tagged", contains={"tags": "%"}) == 0  # LIKE wildcards are literal
+    assert set(snapshot.distinct("tagged", "grid")) == set(people["grid"])
+    with pytest.raises(RevealRefused):
+        snapshot.distinct("tagged", "name")
+    with pytest.raises(KeyError, match="no field"):
+        snapshot.count("tagged", contains={"nope": "x"})
+
+
+def test_history_of_one_person_is_masked_scoped_and_audited_when_revealed(
+    snapshot: Snapshot, world: World
+) -> None:
+    store = Store(snapshot.engine)
+    people = world.persons[world.persons["community"] == "donghu"].copy()
+    target = people.iloc[3]
+    people.loc[people["id_number"] == target["id_number"], "phone"] = "13800001111"
+    harvest(store, people.to_dict(orient="records"), model=Person, dataset="persons", scope="donghu")
+
+    history = snapshot.history(target["id_number"])
+    changed = history[history["kind"] == "changed"]
+    assert list(changed["field"]) == ["手机号"] and list(changed["after"]) == ["138****1111"]
+    assert {"new"} <= set(history["kind"]) and history["at"].is_monotonic_decreasing
+    assert snapshot.history(target["id_number"], scope="xiyuan").empty
+
+    revealed = snapshot.history(target["id_number"], access=Access(actor="王五", reveal=True, reason="核对"))
+    assert "13800001111" in set(revealed["after"])
+    entries, total = snapshot.audits(actor="王五")
+    assert total == 1 and entries[0].action == "reveal" and entries[0].reason == "核对"
