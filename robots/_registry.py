@@ -36,6 +36,7 @@ class RobotSpec:
     system: System
     record: type[Record]
     dataset: str
+    title: str  # the dataset's name for staff, in Chinese: 人口信息
     schedule: str
     allow: frozenset[str]  # resource types (image, font, media) this robot needs loaded
     invalid_tolerance: float
@@ -51,6 +52,7 @@ def robot(
     system: System,
     record: type[Record],
     dataset: str | None = None,
+    title: str | None = None,
     schedule: str = DEFAULT_SCHEDULE,
     name: str | None = None,
     allow: frozenset[str] | set[str] = frozenset(),
@@ -58,7 +60,8 @@ def robot(
 ) -> Callable[[WalkFunction], WalkFunction]:
     """Register an async generator function of one ``Walk`` that yields the records it reads.
 
-    ``dataset`` defaults to the function's name; ``schedule`` is a five-field cron line.
+    ``dataset`` defaults to the function's name and ``title`` (what staff read on the desk) to the
+    dataset; ``schedule`` is a five-field cron line.
     """
 
     def register(walk: WalkFunction) -> WalkFunction:
@@ -81,6 +84,7 @@ def robot(
             system=system,
             record=record,
             dataset=dataset or robot_name,
+            title=title or dataset or robot_name,
             schedule=schedule,
             allow=frozenset(allow),
             invalid_tolerance=invalid_tolerance,
@@ -106,6 +110,11 @@ def discover(package: str = "robots") -> dict[str, RobotSpec]:
             where = f"{package}/{info.name}.py"
             raise RobotDeclarationError(f"{where} could not be loaded: {type(exc).__name__}: {exc}") from exc
     return dict(sorted(_ROBOTS.items()))
+
+
+def dataset_titles() -> dict[str, str]:
+    """Each discovered dataset's title for staff (人口信息), by dataset name."""
+    return {spec.dataset: spec.title for spec in discover().values()}
 
 
 def registered() -> dict[str, RobotSpec]:

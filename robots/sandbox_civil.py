@@ -33,7 +33,7 @@ FIELDS = {
 }
 
 
-@robot(system=civil, record=ElderlyCare, dataset="elderly")
+@robot(system=civil, record=ElderlyCare, dataset="elderly", title="养老服务")
 async def elderly(walk: Walk):
     """Elderly-care records (养老服务对象) of the account's community, from /api/elderly/list."""
     async for rows in walk.api_pages("/api/elderly/list", size=100, fields=FIELDS):

@@ -33,7 +33,7 @@ COLUMNS = {
 }
 
 
-@robot(system=market, record=MarketEntity, dataset="entities")
+@robot(system=market, record=MarketEntity, dataset="entities", title="市场主体")
 async def entities(walk: Walk):
     """Market subjects (市场主体名录) registered in the account's community, from the .xlsx export."""
     for row in await walk.excel("/entities/export.xlsx", columns=COLUMNS):

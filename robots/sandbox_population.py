@@ -66,7 +66,7 @@ HOUSEHOLD_COLUMNS = {
 }
 
 
-@robot(system=population, record=Person, dataset="persons")
+@robot(system=population, record=Person, dataset="persons", title="人口信息")
 async def persons(walk: Walk):
     """Every resident of the account's community (人员信息), 100 to a page."""
     async for page in walk.pages("/persons?size=100&page={n}", last=PAGER):
@@ -74,7 +74,7 @@ async def persons(walk: Walk):
             yield row | {"community": walk.scope}
 
 
-@robot(system=population, record=Household, dataset="households")
+@robot(system=population, record=Household, dataset="households", title="户籍信息")
 async def households(walk: Walk):
     """Every household (户籍信息) of the account's community, 100 to a page."""
     async for page in walk.pages("/households?size=100&page={n}", last=PAGER):

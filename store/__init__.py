@@ -13,11 +13,12 @@ from store._idnumber import (
     normalize_id_number,
 )
 from store._record import Field, Record, RecordDeclarationError, RecordSpec, Role, record_spec
-from store._snapshot import Access, Freshness, RevealRefused, Snapshot, UnknownDataset
+from store._snapshot import REF_COLUMN, Access, Freshness, RevealRefused, Snapshot, UnknownDataset
 from store._store import PublishRefused, Store, UnknownRun
 from store._tables import Audit, Change, DatasetInfo, Run, SchemaMismatch
 
 __all__ = [
+    "REF_COLUMN",
     "Access",
     "Audit",
     "Change",

@@ -223,14 +223,16 @@ class Snapshot:
         return found
 
     def household(
-        self, household: str, *, scope: str | None = None, access: Access = Access()
+        self, household: str, *, scope: str | None = None, refs: bool = False, access: Access = Access()
     ) -> pd.DataFrame:
         """Everyone recorded at one household (户号), from every dataset that names households."""
         frames = []
         for info in self.datasets():
             for field, role in json.loads(info.roles).items():
                 if role == "household":
-                    frame = self.query(info.name, where={field: household}, scope=scope, access=access)
+                    frame = self.query(
+                        info.name, where={field: household}, scope=scope, refs=refs, access=access
+                    )
                     frames.append(frame.assign(dataset=info.name))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -305,8 +307,17 @@ class Snapshot:
                 out.append(Freshness(info.name, last, age, len(runs), sum(r.status != "ok" for r in since)))
         return out
 
-    def export(self, frame: pd.DataFrame, path: Path, *, dataset: str, access: Access = Access()) -> Path:
-        """Write ``frame`` (from ``query``) to .csv or .xlsx, headed by the data's freshness; audited."""
+    def export(
+        self,
+        frame: pd.DataFrame,
+        path: Path,
+        *,
+        dataset: str,
+        access: Access = Access(),
+        selection: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Write ``frame`` (from ``query``) to .csv or .xlsx, headed by the data's freshness; audited,
+        with ``selection`` (the query's filters) saying which rows left."""
         stamp = next((f.last_good for f in self.freshness() if f.dataset == dataset), None)
         info, _ = self._table(dataset)
         headers = json.loads(info.labels) | PROVENANCE_LABELS
@@ -321,7 +332,8 @@ class Snapshot:
             path.write_text(f"# {note}\n" + frame.to_csv(index=False), encoding="utf-8-sig")
         else:
             raise ValueError(f"{path.name}: export to .csv or .xlsx")
-        self.audit(access, "export", dataset, {"file": path.name, "revealed": access.reveal}, len(frame))
+        detail = {**(selection or {}), "file": path.name, "revealed": access.reveal}
+        self.audit(access, "export", dataset, detail, len(frame))
         return path
 
     def audit(

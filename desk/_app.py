@@ -1,0 +1,204 @@
+"""The desk's web application: one FastAPI app over the snapshot, with staff logins.
+
+Pages are rendered on the server (Jinja2, autoescaped); every response carries headers that keep
+it out of caches and frames and lets no script run but our own files (there are none yet).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from loguru import logger
+from starlette.exceptions import HTTPException
+
+from desk import _views as views
+from desk._links import Sealer
+from desk._staff import DeskLogin, StaffDirectory
+from robots import RobotDeclarationError, dataset_titles
+from settings import Settings, load_settings
+from store import Snapshot, Store, StoreUnavailable, make_engine
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "gh_session"
+PRE_LOGIN_COOKIE = "gh_pre"  # the login form's CSRF token, before there is a session to hold one
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    # Pages hold personal data (revealed ones in full): no browser or proxy may keep a copy.
+    "Cache-Control": "no-store",
+}
+
+
+class LoginRequired(Exception):
+    """No valid session: the browser goes to the login page and comes back after."""
+
+
+class Refused(Exception):
+    """A request the desk turns down, with the Chinese sentence staff see and its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+NOT_FOUND = "未找到。记录可能不存在，或不在您的辖区。"
+STALE_FORM = "页面已过期，请刷新页面后重试。"
+
+
+@dataclass
+class Desk:
+    """What every request of the desk works with."""
+
+    settings: Settings
+    snapshot: Snapshot
+    staff: StaffDirectory
+    sealer: Sealer
+    titles: dict[str, str]
+    templates: Jinja2Templates
+
+    def views(self) -> dict[str, views.DatasetView]:
+        return views.catalog(self.snapshot, self.titles)
+
+    def render(
+        self,
+        request: Request,
+        template: str,
+        context: dict[str, Any],
+        *,
+        login: DeskLogin | None = None,
+        status: int = 200,
+    ) -> HTMLResponse:
+        catalog = context.get("catalog") or self.views()
+        fresh = views.freshness(self.snapshot.freshness(), catalog, self.settings.max_age_hours)
+        page = {"me": login.user if login else None, "csrf": login.csrf if login else "", "fresh": fresh}
+        return self.templates.TemplateResponse(request, template, page | context, status_code=status)
+
+
+def desk_of(request: Request) -> Desk:
+    return request.app.state.desk
+
+
+def current_login(request: Request) -> DeskLogin:
+    """The request's staff session (a FastAPI dependency); none sends the browser to log in."""
+    token = request.cookies.get(SESSION_COOKIE)
+    login = desk_of(request).staff.session(token) if token else None
+    if login is None:
+        raise LoginRequired
+    return login
+
+
+def check_csrf(expected: str, given: str) -> None:
+    if not (expected and given and hmac.compare_digest(expected.encode(), given.encode())):
+        raise Refused(403, STALE_FORM)
+
+
+def scope_of(login: DeskLogin) -> str | None:
+    """The community a user may see; None (all) for admins."""
+    return None if login.user.is_admin else login.user.scope
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The desk for the snapshot that ``settings`` point at."""
+    from desk import _login, _pages  # the routes import this module for its helpers
+
+    settings = settings or load_settings()
+    engine = make_engine(settings.resolved_database_url)
+    store = Store(engine)  # creates the store's tables on a database nothing has harvested into yet
+    templates = Jinja2Templates(directory=HERE / "templates")
+    templates.env.globals["action_names"] = ACTION_NAMES
+    app = FastAPI(title="社区数据查询", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.desk = Desk(
+        settings=settings,
+        snapshot=Snapshot(store.engine),
+        staff=StaffDirectory(
+            engine,
+            session_hours=settings.desk_session_hours,
+            idle_minutes=settings.desk_idle_minutes,
+            max_failures=settings.desk_login_failures,
+            lock_minutes=settings.desk_lock_minutes,
+        ),
+        sealer=Sealer(settings.data_dir / "desk.key"),
+        titles=_titles(),
+        templates=templates,
+    )
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(_login.router)
+    app.include_router(_pages.router)
+    _add_handlers(app)
+    return app
+
+
+ACTION_NAMES = {
+    "reveal": "查看完整信息",
+    "export": "导出",
+    "purge": "清理过期数据",
+    "login": "登录",
+    "login_failed": "登录失败",
+    "login_throttled": "登录受限",
+    "logout": "退出",
+}
+
+
+def _titles() -> dict[str, str]:
+    try:
+        return dataset_titles()
+    except RobotDeclarationError as exc:  # a broken robot file must not take the desk down
+        logger.warning("dataset titles unavailable, showing dataset names: {}", exc)
+        return {}
+
+
+def _add_handlers(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def headers_and_log(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        # The path only: query strings carry what staff searched for, which is personal data.
+        elapsed = (time.perf_counter() - started) * 1000
+        path, status = request.url.path, response.status_code
+        logger.info("desk {} {} {} {:.0f} ms", request.method, path, status, elapsed)
+        return response
+
+    @app.exception_handler(LoginRequired)
+    async def to_login(request: Request, _: LoginRequired) -> Response:
+        back = request.url.path if request.method == "GET" else "/"
+        return RedirectResponse(f"/login?next={back}", status_code=303)
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> Response:
+        return _error_page(request, exc.status, exc.message)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        message = {404: NOT_FOUND, 405: "不支持此操作。"}.get(exc.status_code, "请求无法处理。")
+        return _error_page(request, exc.status_code, message)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_input(request: Request, _: RequestValidationError) -> Response:
+        return _error_page(request, 400, "输入有误，请检查后重试。")
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_down(request: Request, exc: StoreUnavailable) -> Response:
+        logger.error("desk: the snapshot database is unavailable: {}", exc)
+        return _error_page(request, 503, "数据库暂时无法访问，请稍后再试或联系管理员。")
+
+
+def _error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    desk = desk_of(request)
+    context = {"message": message, "status": status, "me": None, "csrf": "", "fresh": []}
+    return desk.templates.TemplateResponse(request, "error.html", context, status_code=status)
