@@ -179,7 +179,12 @@ class Snapshot:
         if text:
             query = self._search(query, info, table, text)
         if scope is not None:
-            query = query.where(table.c.scope == scope)
+            scoped = table.c.scope
+            if text and self.engine.dialect.name == "sqlite":
+                # Unary + keeps SQLite off the scope index: with it, a search walked every record of the
+                # community and probed the search index for each (1.5 s at 20,000 persons, not 20 ms).
+                scoped = sa.literal_column(f'+"{table.name}".scope')
+            query = query.where(scoped == scope)
         return query
 
     @staticmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -218,3 +219,24 @@ def test_history_of_one_person_is_masked_scoped_and_audited_when_revealed(
     assert "13800001111" in set(revealed["after"])
     entries, total = snapshot.audits(actor="王五")
     assert total == 1 and entries[0].action == "reveal" and entries[0].reason == "核对"
+
+
+def test_a_scoped_search_is_driven_by_the_search_index(snapshot: Snapshot, world: World) -> None:
+    """The plan, not a stopwatch: SQLite must start from the search index, not walk a community."""
+    statements: list[tuple[str, Any]] = []
+
+    def keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if "MATCH" in statement:
+            statements.append((statement, parameters))
+
+    sa.event.listen(snapshot.engine, "before_cursor_execute", keep)
+    try:
+        name = world.persons.loc[world.persons["name"].str.len() == 2, "name"].iloc[0]
+        snapshot.query("persons", search=name, scope="donghu", limit=51)
+    finally:
+        sa.event.remove(snapshot.engine, "before_cursor_execute", keep)
+    (statement, parameters), *_ = statements
+    with snapshot.engine.connect() as conn:
+        steps = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+        plan = " ".join(row[-1] for row in steps)
+    assert "ix_snap_persons_scope" not in plan, plan
