@@ -1,0 +1,163 @@
+"""The desk over HTTP: headers, cookies, redirects, refusals and what reaches the logs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from loguru import logger
+
+from desk import create_app
+from sandbox import World
+from settings import load_settings
+from store import Snapshot
+from tests.desk_helpers import PASSWORD, seed_snapshot
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture(scope="module")
+def app(world: World, tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
+    data = tmp_path_factory.mktemp("desk-http")
+    settings = load_settings(data_dir=data, database_url=f"sqlite:///{data / 'harvest.db'}")
+    seed_snapshot(settings, world)
+    desk = create_app(settings)
+    desk.state.desk.staff.add("clerk", PASSWORD, role="staff", scope="donghu")
+    desk.state.desk.staff.add("chief", PASSWORD, role="admin", scope=None)
+    return desk
+
+
+def client(app: FastAPI, name: str = "clerk", *, base_url: str = "http://testserver") -> TestClient:
+    browser = TestClient(app, base_url=base_url, follow_redirects=False)
+    form = browser.get("/login")
+    answer = browser.post(
+        "/login", data={"name": name, "password": PASSWORD, "csrf": CSRF.findall(form.text)[0]}
+    )
+    assert answer.status_code == 303, answer.text
+    return browser
+
+
+def csrf_of(page: str) -> str:
+    return CSRF.findall(page)[0]
+
+
+@pytest.fixture
+def logs() -> Iterator[list[str]]:
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="DEBUG", format="{message}")
+    yield lines
+    logger.remove(sink)
+
+
+def test_every_page_carries_the_protective_headers(app: FastAPI) -> None:
+    browser = client(app)
+    for path in ("/login", "/", "/?q=王", "/datasets", "/datasets/persons", "/nope"):
+        headers = browser.get(path).headers
+        assert headers["cache-control"] == "no-store", path
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert "script-src 'self'" in headers["content-security-policy"]
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["referrer-policy"] == "no-referrer"
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_session_cookie_is_httponly_samesite_and_secure_over_https(app: FastAPI, scheme: str) -> None:
+    browser = TestClient(app, base_url=f"{scheme}://testserver", follow_redirects=False)
+    form = browser.get("/login")
+    answer = browser.post("/login", data={"name": "clerk", "password": PASSWORD, "csrf": csrf_of(form.text)})
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith("gh_session="))
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
+    assert ("Secure" in cookie) == (scheme == "https")
+
+
+@pytest.mark.parametrize(
+    "target", ["//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:1"]
+)
+def test_login_only_returns_to_a_page_of_this_site(app: FastAPI, target: str) -> None:
+    browser = TestClient(app, follow_redirects=False)
+    form = browser.get("/login", params={"next": target})
+    data = {"name": "clerk", "password": PASSWORD, "csrf": csrf_of(form.text), "next": target}
+    assert browser.post("/login", data=data).headers["location"] == "/"
+
+
+def test_login_returns_to_the_page_asked_for(app: FastAPI) -> None:
+    browser = TestClient(app, follow_redirects=False)
+    assert browser.get("/datasets").headers["location"] == "/login?next=/datasets"
+    form = browser.get("/login", params={"next": "/datasets"})
+    data = {"name": "clerk", "password": PASSWORD, "csrf": csrf_of(form.text), "next": "/datasets"}
+    assert browser.post("/login", data=data).headers["location"] == "/datasets"
+
+
+def test_forged_links_unknown_pages_and_the_audit_page_for_staff_are_refused(
+    app: FastAPI, world: World
+) -> None:
+    browser = client(app)
+    assert browser.get("/person/not-a-token").status_code == 404
+    page = browser.get("/", params={"q": world.persons["name"].iloc[0]}).text
+    token = re.findall(r"/person/([\w-]+)", page)[0]
+    tampered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    assert browser.get(f"/person/{tampered}").status_code == 404
+    assert browser.get("/datasets/no_such_dataset").status_code == 404
+    audit = browser.get("/audit")
+    assert audit.status_code == 403 and "只有管理员" in audit.text
+    assert client(app, "chief").get("/audit").status_code == 200
+
+
+def test_a_reveal_without_a_reason_shows_nothing_and_is_not_audited(app: FastAPI, world: World) -> None:
+    browser = client(app, base_url="http://testserver")
+    person = world.persons[world.persons["community"] == "donghu"].iloc[0]
+    page = browser.get("/", params={"q": person["id_number"][6:14]}).text
+    token = re.findall(r"/person/([\w-]+)", page)[0]
+    before = Snapshot(app.state.desk.snapshot.engine).audits(action="reveal")[1]
+    refused = browser.post(f"/person/{token}", data={"csrf": csrf_of(page), "reason": " "})
+    assert refused.status_code == 400 and person["id_number"] not in refused.text
+    assert Snapshot(app.state.desk.snapshot.engine).audits(action="reveal")[1] == before
+
+
+def test_links_seal_the_id_number(app: FastAPI, world: World) -> None:
+    browser = client(app)
+    person = world.persons[world.persons["community"] == "donghu"].iloc[0]
+    pages = [browser.get("/", params={"q": person["name"]}).text for _ in range(2)]
+    first, second = (re.findall(r"/person/([\w-]+)", page)[0] for page in pages)
+    assert first != second  # a fresh nonce each time: a link says nothing about who it is
+    assert person["id_number"] not in first and person["id_number"][-6:] not in first
+    assert person["name"][0] in browser.get(f"/person/{second}").text
+
+
+def test_logs_hold_no_personal_data_or_secrets(app: FastAPI, world: World, logs: list[str]) -> None:
+    person = world.persons[world.persons["community"] == "donghu"].iloc[1]
+    browser = client(app)
+    page = browser.get("/", params={"q": person["id_number"]}).text
+    token = re.findall(r"/person/([\w-]+)", page)[0]
+    revealed = browser.post(f"/person/{token}", data={"csrf": csrf_of(page), "reason": "核对"})
+    assert person["id_number"] in revealed.text
+    browser.get("/", params={"q": person["phone"]})
+    browser.post("/datasets/persons/export", data={"csrf": csrf_of(page)})
+    text = "\n".join(logs)
+    assert "desk GET /" in text  # the request lines were captured
+    session = browser.cookies.get("gh_session")
+    for secret in (person["id_number"], person["phone"], person["name"], PASSWORD, session, csrf_of(page)):
+        assert secret and secret not in text
+
+
+def test_a_logged_out_session_is_dead(app: FastAPI) -> None:
+    browser = client(app)
+    page = browser.get("/").text
+    old = browser.cookies.get("gh_session")
+    assert browser.post("/logout", data={"csrf": csrf_of(page)}).status_code == 303
+    stale = TestClient(app, follow_redirects=False, cookies={"gh_session": old or ""})
+    assert stale.get("/").headers["location"].startswith("/login")
+
+
+def test_the_desk_starts_on_an_empty_data_dir(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'harvest.db'}")
+    app = create_app(settings)
+    app.state.desk.staff.add("clerk", PASSWORD, role="staff", scope="donghu")
+    browser = client(app)
+    assert "还没有采集到任何数据" in browser.get("/datasets").text
+    assert "没有找到匹配的人员" in browser.get("/", params={"q": "王伟"}).text
+    assert (tmp_path / "desk.key").stat().st_mode & 0o777 == 0o600
