@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, select
 
 from connectors import ChromiumMissing
+from desk._cli import app as desk_cli
 from robots import Harvester, RobotDeclarationError, RobotSpec, RunReport, discover, run_blocking
 from robots._logs import configure_logging
 from robots._progress import RichProgress
@@ -36,6 +37,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(vault_cli, name="vault")
+app.add_typer(desk_cli, name="desk")
 console = Console()
 stderr = Console(stderr=True)
 SHANGHAI = ZoneInfo("Asia/Shanghai")

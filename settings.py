@@ -104,6 +104,21 @@ class Settings(BaseSettings):
         description="Purge gone records and history older than this many days (unset: keep).",
     )
 
+    desk_host: str = Field(default="127.0.0.1", description="Address `harvest serve` (the desk) listens on.")
+    desk_port: int = Field(default=8700, ge=0, le=65535, description="Port the desk listens on.")
+    desk_session_hours: float = Field(
+        default=12, gt=0, description="A desk login ends this many hours after it began, however busy."
+    )
+    desk_idle_minutes: float = Field(
+        default=30, gt=0, description="A desk login ends after this many minutes without a request."
+    )
+    desk_login_failures: int = Field(
+        default=5, ge=1, description="Failed desk logins, per user name or per client, that lock it."
+    )
+    desk_lock_minutes: float = Field(
+        default=15, gt=0, description="How long a desk lock lasts, and the window failures count within."
+    )
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL in force: the configured one, or SQLite in the data dir."""
