@@ -160,11 +160,17 @@ def datasets(request: Request, login: Login) -> Response:
 class Filters:
     """A dataset page's filters, read from its query string (GET, the reveal POST and the export alike)."""
 
-    def __init__(self, view: views.DatasetView, request: Request, login: DeskLogin) -> None:
+    def __init__(
+        self,
+        view: views.DatasetView,
+        catalog: dict[str, views.DatasetView],
+        request: Request,
+        login: DeskLogin,
+    ) -> None:
         params = request.query_params
         self.q = params.get("q", "").strip()[:50]
         self.page = max(1, _int(params.get("page")))
-        self.chosen: dict[str, str] = {}  # field -> value, for the template
+        self.chosen: dict[str, str] = {}  # filter -> value, for the template and the links
         self.where: dict[str, str] = {}
         self.contains: dict[str, str] = {}
         for role in views.FILTER_ROLES:
@@ -174,6 +180,21 @@ class Filters:
                 continue  # staff are bound to their community by scope, whatever the URL says
             self.chosen[role] = value
             (self.contains if role == "tags" else self.where)[field] = value
+        absent = params.get("absent", "")
+        self.absent = absent if absent in views.comparable(view, catalog) else None
+        if self.absent:
+            self.chosen["absent"] = self.absent
+        self.scope = scope_of(login)
+
+    def selection(self) -> dict[str, Any]:
+        """The filters as ``Snapshot.query``/``count`` arguments."""
+        return {
+            "where": self.where,
+            "contains": self.contains,
+            "search": self.q,
+            "scope": self.scope,
+            "absent_from": self.absent,
+        }
 
     def query(self) -> str:
         pairs = {**self.chosen, **({"q": self.q} if self.q else {})}
@@ -184,11 +205,12 @@ def _int(text: str | None) -> int:
     return int(text) if text and text.isdigit() and len(text) < 7 else 1
 
 
-def _view(desk: Desk, name: str) -> views.DatasetView:
-    view = desk.views().get(name)
-    if view is None:
+def _view(desk: Desk, name: str) -> tuple[views.DatasetView, dict[str, views.DatasetView]]:
+    """The dataset asked for, and every dataset (for the filters that compare with others)."""
+    catalog = desk.views()
+    if name not in catalog:
         raise Refused(404, NOT_FOUND)
-    return view
+    return catalog[name], catalog
 
 
 @router.get("/datasets/{name}", response_class=HTMLResponse)
@@ -205,10 +227,9 @@ def dataset_revealed(
 
 def _dataset(request: Request, name: str, login: DeskLogin, access: Access) -> Response:
     desk = desk_of(request)
-    view = _view(desk, name)
-    scope = scope_of(login)
-    filters = Filters(view, request, login)
-    selection = {"where": filters.where, "contains": filters.contains, "search": filters.q, "scope": scope}
+    view, catalog = _view(desk, name)
+    filters = Filters(view, catalog, request, login)
+    selection = filters.selection()
     total = desk.snapshot.count(name, **selection)
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(filters.page, pages)
@@ -219,7 +240,9 @@ def _dataset(request: Request, name: str, login: DeskLogin, access: Access) -> R
     context = {
         "view": view,
         "filters": filters,
-        "choices": _choices(desk, view, scope, login),
+        "choices": _choices(desk, view, filters.scope, login),
+        "others": {name: catalog[name].title for name in views.comparable(view, catalog)},
+        "catalog": catalog,
         "headers": headers,
         "rows": rows,
         "total": total,
@@ -249,14 +272,9 @@ def export(request: Request, name: str, login: Login, csrf: Csrf = "", reason: R
     check_csrf(login.csrf, csrf)
     access = _access(request, login, csrf, reason) if reason.strip() else Access(actor=login.user.name)
     desk = desk_of(request)
-    view = _view(desk, name)
-    filters = Filters(view, request, login)
-    selection = {
-        "where": filters.where,
-        "contains": filters.contains,
-        "search": filters.q,
-        "scope": scope_of(login),
-    }
+    view, catalog = _view(desk, name)
+    filters = Filters(view, catalog, request, login)
+    selection = filters.selection()
     frame = desk.snapshot.query(name, **selection, limit=EXPORT_LIMIT, access=access)
     folder = Path(tempfile.mkdtemp(prefix="desk-export-"))
     path = folder / "export.xlsx"
@@ -337,7 +355,13 @@ def _detail(detail: str | None, view: views.DatasetView | None) -> str:
         parts.append(f"检索「{data['search']}」")
     if data.get("history_of"):
         parts.append(f"变更记录 {mask_value('id_number', data['history_of'])}")
-    for key, label in (("scope", "社区"), ("file", "文件"), ("client", "来源"), ("days", "保留天数")):
+    for key, label in (
+        ("absent_from", "未登记于"),
+        ("scope", "社区"),
+        ("file", "文件"),
+        ("client", "来源"),
+        ("days", "保留天数"),
+    ):
         if data.get(key):
             parts.append(f"{label} {data[key]}")
     return "；".join(parts)

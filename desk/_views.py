@@ -210,6 +210,13 @@ def freshness(
     return lines
 
 
+def comparable(view: DatasetView, catalog: dict[str, DatasetView]) -> list[str]:
+    """Other datasets that name persons by ID number too: "not recorded in …" can compare with them."""
+    if view.field("id_number") is None:
+        return []
+    return [name for name, other in catalog.items() if name != view.name and other.field("id_number")]
+
+
 def tag_choices(values: Iterable[str]) -> list[str]:
     """Distinct tags from values like "独居老人,低保", in first-seen order."""
     seen: dict[str, None] = {}

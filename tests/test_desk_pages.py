@@ -308,3 +308,22 @@ def test_the_search_page_fits_a_phone(
         assert shot.read_bytes().startswith(b"\x89PNG")
     finally:
         phone.close()
+
+
+def test_lonely_elders_without_an_elderly_care_record(page: Page, desk: Desk, world: World) -> None:
+    """The question the desk exists for: which 独居老人 of my community have no allowance record?"""
+    people, elderly = world.persons, world.elderly
+    alone = people[(people["community"] == MINE) & people["tags"].str.contains("独居老人")]
+    cared = set(elderly.loc[elderly["community"] == MINE, "id_number"])
+    wanted = alone[~alone["id_number"].isin(cared)]
+    assert 0 < len(wanted) < len(alone)
+    log_in(page, desk, "donghu_clerk")
+    page.goto(f"{desk.url}/datasets/persons")
+    page.get_by_label("标签").select_option("独居老人")
+    page.get_by_label("未登记于").select_option(label="养老服务")
+    page.get_by_role("button", name="筛选").click()
+    expect(page.locator("p.count")).to_have_text(f"共 {len(wanted)} 条")
+    masked = {number[:6] + "********" + number[-4:] for number in wanted["id_number"]}
+    headers = page.locator("table.data thead th").all_inner_texts()
+    column = headers.index("身份证号") + 1
+    assert set(page.locator(f"table.data tbody td:nth-child({column})").all_inner_texts()) == masked

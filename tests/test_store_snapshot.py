@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from sandbox import World
-from store import Access, Field, Record, RevealRefused, Snapshot, Store, make_engine
+from store import Access, Field, Record, RevealRefused, Snapshot, Store, UnknownDataset, make_engine
 from tests.store_helpers import harvest
 
 
@@ -240,3 +240,17 @@ def test_a_scoped_search_is_driven_by_the_search_index(snapshot: Snapshot, world
         steps = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
         plan = " ".join(row[-1] for row in steps)
     assert "ix_snap_persons_scope" not in plan, plan
+
+
+def test_absent_from_finds_people_without_a_record_elsewhere(snapshot: Snapshot, world: World) -> None:
+    people, elderly = world.persons, world.elderly
+    mine = set(people.loc[people["community"] == "donghu", "id_number"])
+    cared = set(elderly.loc[elderly["community"] == "donghu", "id_number"])
+    assert cared and cared < mine  # both kinds exist, so the filter is tested
+    filters = {"scope": "donghu", "absent_from": "elderly"}
+    found = snapshot.query("persons", **filters, refs=True)
+    assert set(found["_ref"]) == mine - cared
+    assert snapshot.count("persons", **filters) == len(mine - cared)
+    assert snapshot.count("persons", absent_from="elderly") == len(people) - len(elderly)
+    with pytest.raises(UnknownDataset):
+        snapshot.count("persons", absent_from="nothing_like_it")
