@@ -6,6 +6,7 @@ import asyncio
 import getpass
 import json
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -14,12 +15,14 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import typer
+import uvicorn
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, select
 
 from connectors import ChromiumMissing
+from desk import create_app as create_desk
 from desk._cli import app as desk_cli
 from robots import Harvester, RobotDeclarationError, RobotSpec, RunReport, discover, run_blocking
 from robots._logs import configure_logging
@@ -35,6 +38,8 @@ app = typer.Typer(
     help="gridharvest: robots that harvest a community's own records into a local snapshot.",
     no_args_is_help=True,
     add_completion=False,
+    # Plain help text: option help says "[default: …]", which rich markup would swallow as a tag.
+    rich_markup_mode=None,
 )
 app.add_typer(vault_cli, name="vault")
 app.add_typer(desk_cli, name="desk")
@@ -617,6 +622,53 @@ def status(
             health,
         )
     console.print(table)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: HARVEST_DESK_HOST, 127.0.0.1].")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: HARVEST_DESK_PORT, 8700].")] = None,
+) -> None:
+    """Serve the desk: the Chinese web pages where staff search the snapshot, masked and audited.
+
+    Staff accounts come from `harvest desk add-user`. Beyond this machine, serve it behind an HTTPS
+    reverse proxy on the same host (its X-Forwarded-* headers are trusted from 127.0.0.1 only);
+    over HTTPS the session cookie is Secure. Stop with Ctrl-C.
+    """
+    settings = load_settings()
+    configure_logging(settings)
+    host, port = host or settings.desk_host, settings.desk_port if port is None else port
+    try:
+        desk = create_desk(settings)
+    except StoreUnavailable as exc:
+        stderr.print(f"[red]database unavailable:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    if not desk.state.desk.staff.users():
+        stderr.print("No staff accounts yet: create one with  harvest desk add-user NAME --role admin")
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, port))
+    except OSError as exc:
+        stderr.print(
+            f"[red]cannot listen on {host}:{port}:[/red] {exc.strerror}; choose --port or HARVEST_DESK_PORT"
+        )
+        raise typer.Exit(2) from exc
+    console.print(f"Desk (社区数据查询) at http://{host}:{port}/", markup=False)
+    # uvicorn stops gracefully on these, then raises the signal again to the handler it found:
+    # a quiet one, so a stop asked for ends with exit code 0.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: None)
+    uvicorn.run(
+        desk,
+        host=host,
+        port=port,
+        access_log=False,  # its lines carry query strings: what staff searched for
+        log_level="warning",
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+    )
 
 
 if __name__ == "__main__":
