@@ -494,7 +494,8 @@ def demo(
     code = _print_reports(reports)
     console.print(
         "Next: `harvest list` · `harvest runs` · `harvest freshness` · `harvest query persons --search 王` · "
-        "`harvest person <身份证号>` · `harvest sandbox` to browse the systems yourself"
+        "`harvest person <身份证号>` · `harvest sandbox` to browse the systems yourself · "
+        "the staff desk: `harvest desk add-user admin --role admin`, then `harvest serve`"
     )
     raise typer.Exit(code)
 

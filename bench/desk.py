@@ -108,14 +108,26 @@ def main() -> None:
                 f"{kind:26}{store_p50:>10.1f}{store_p95:>10.1f}{clerk_p50:>11.1f}{clerk_p95:>11.1f}"
                 f"{admin_p50:>11.1f}{admin_p95:>11.1f}{admin_p95 / max(store_p95, 0.1):>8.1f}x"
             )
+        links = [
+            re.findall(r'href="(/person/[\w-]+)"', admin.get("/", params={"q": i[6:14]}).text)[0]
+            for i in world.persons["id_number"].sample(args.probes, random_state=6)
+        ]
+        p50, p95 = percentiles(lambda path: admin.get(path).raise_for_status(), links)
+        print(f"\nperson pages (一人一档 + history, admin): p50 {p50:.0f} ms, p95 {p95:.0f} ms")
+        homes = [
+            f"/household/{h}" for h in world.households["household_no"].sample(args.probes, random_state=7)
+        ]
+        p50, p95 = percentiles(lambda path: admin.get(path).raise_for_status(), homes)
+        print(f"household pages (admin): p50 {p50:.0f} ms, p95 {p95:.0f} ms")
         pages = [f"/datasets/persons?tags=独居老人&page={n}" for n in (1, 2, 10, 50)]
+        pages += ["/datasets/persons?tags=独居老人&absent=elderly"]
         pages += [
             "/datasets/persons?page=1",
             "/datasets/persons?page=2000",
             "/datasets/households?grid=第1网格",
         ]
         p50, p95 = percentiles(lambda path: admin.get(path).raise_for_status(), pages)
-        print(f"\ndataset pages (admin, filters + count + page): p50 {p50:.0f} ms, p95 {p95:.0f} ms")
+        print(f"dataset pages (admin, filters + count + page): p50 {p50:.0f} ms, p95 {p95:.0f} ms")
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB")
 
 
