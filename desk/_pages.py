@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -275,7 +276,9 @@ def export(request: Request, name: str, login: Login, csrf: Csrf = "", reason: R
     view, catalog = _view(desk, name)
     filters = Filters(view, catalog, request, login)
     selection = filters.selection()
-    frame = desk.snapshot.query(name, **selection, limit=EXPORT_LIMIT, access=access)
+    if desk.snapshot.count(name, **selection) > EXPORT_LIMIT:
+        raise Refused(400, f"一次最多导出 {EXPORT_LIMIT} 条，请先用筛选条件缩小范围。")
+    frame = desk.snapshot.query(name, **selection, access=access)
     folder = Path(tempfile.mkdtemp(prefix="desk-export-"))
     path = folder / "export.xlsx"
     desk.snapshot.export(frame, path, dataset=name, access=access, selection=selection)
@@ -338,6 +341,15 @@ def audit(
     return desk.render(request, "audit.html", context, login=login)
 
 
+def _mask_numbers(text: str) -> str:
+    """Long digit runs in what was searched (an ID number, a phone) masked like the records."""
+    return re.sub(
+        r"\d{7,}[\dXx]?",
+        lambda m: str(mask_value("phone" if len(m[0]) == 11 else "id_number", m[0])),
+        text,
+    )
+
+
 def _detail(detail: str | None, view: views.DatasetView | None) -> str:
     """An audit entry's query in words, its personal values masked: the audit page shows whose
     data was revealed without revealing it again."""
@@ -352,7 +364,7 @@ def _detail(detail: str | None, view: views.DatasetView | None) -> str:
             shown = mask_value(role, value) if role in MASKED_ROLES else value
             parts.append(f"{label}={shown}")
     if data.get("search"):
-        parts.append(f"检索「{data['search']}」")
+        parts.append(f"检索「{_mask_numbers(data['search'])}」")
     if data.get("history_of"):
         parts.append(f"变更记录 {mask_value('id_number', data['history_of'])}")
     for key, label in (

@@ -161,3 +161,16 @@ def test_the_desk_starts_on_an_empty_data_dir(tmp_path: Path) -> None:
     assert "还没有采集到任何数据" in browser.get("/datasets").text
     assert "没有找到匹配的人员" in browser.get("/", params={"q": "王伟"}).text
     assert (tmp_path / "desk.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_audit_page_masks_what_was_revealed(app: FastAPI, world: World) -> None:
+    person = world.persons[world.persons["community"] == "donghu"].iloc[2]
+    browser = client(app)
+    page = browser.get("/datasets/persons", params={"q": person["id_number"]}).text
+    revealed = browser.post(
+        "/datasets/persons", params={"q": person["id_number"]}, data={"csrf": csrf_of(page), "reason": "核对"}
+    )
+    assert person["id_number"] in revealed.text
+    audit = client(app, "chief").get("/audit", params={"actor": "clerk", "action": "reveal"}).text
+    assert person["id_number"][:6] + "********" + person["id_number"][-4:] in audit
+    assert person["id_number"] not in audit
