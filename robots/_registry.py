@@ -113,8 +113,15 @@ def discover(package: str = "robots") -> dict[str, RobotSpec]:
 
 
 def dataset_titles() -> dict[str, str]:
-    """Each discovered dataset's title for staff (人口信息), by dataset name."""
-    return {spec.dataset: spec.title for spec in discover().values()}
+    """Each discovered dataset's title for staff (人口信息), by dataset name.
+
+    Several robots may fill one dataset; a title one of them gives wins over the others' default.
+    """
+    titles: dict[str, str] = {}
+    for spec in discover().values():
+        if spec.title != spec.dataset or spec.dataset not in titles:
+            titles[spec.dataset] = spec.title
+    return titles
 
 
 def registered() -> dict[str, RobotSpec]:

@@ -13,8 +13,10 @@ import pytest
 
 from connectors import LayoutChanged, Polite, Politeness, SystemUnavailable
 from connectors.sandbox import population
-from robots import Field, Page, Record, RobotDeclarationError, discover, robot
+from robots import Field, Page, Record, RobotDeclarationError, Walk, dataset_titles, discover, robot
 from robots._page import rename
+from robots._registry import _ROBOTS
+from robots.sandbox_population import Person
 
 TABLE = """<table class="persons"><thead><tr><th>序号</th><th>姓名</th><th>身份证号</th></tr></thead>
 <tbody><tr><td>1</td><td> 张三 </td><td><a href="#">11010519491231002X</a></td></tr>
@@ -140,3 +142,14 @@ def test_allowed_hours_wrap_around_midnight() -> None:
     assert night.allows(dt.datetime(2026, 1, 1, 23)) and night.allows(dt.datetime(2026, 1, 1, 5))
     assert not night.allows(dt.datetime(2026, 1, 1, 12))
     assert Politeness().allows(dt.datetime(2026, 1, 1, 12))
+
+
+def test_a_dataset_keeps_the_title_one_of_its_robots_gives() -> None:
+    @robot(system=population, record=Person, dataset="persons", name="t_untitled_persons")
+    async def untitled(walk: Walk):  # sorts after "persons": its default title must not win
+        yield {}
+
+    try:
+        assert dataset_titles()["persons"] == "人口信息"
+    finally:
+        _ROBOTS.pop("t_untitled_persons")
