@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, SQLModel
 
 from store._record import Record, RecordSpec, record_spec
@@ -138,8 +139,17 @@ class Store:
             return run
         data = self._datasets[run.dataset]
         with self.engine.begin() as conn:
-            seen = _index_stage(conn, data, run_id)
             previous = self._last_good(conn, run.dataset, run.scope)
+            # Into an empty snapshot every record is new and none is gone: a plain sorted insert.
+            first = _first_load_applies(conn, data) and not (complete and previous)
+            source, mine = (data.stage, data.stage.c.run_id == run_id)
+            if first:
+                seen = 0
+            elif conn.dialect.name == "sqlite":
+                source, mine = _run_rows(conn, data, run_id), sa.true()
+                seen = conn.scalar(sa.select(sa.func.count()).select_from(source)) or 0
+            else:
+                seen = _index_stage(conn, data, run_id)
             if complete and previous and seen < SHRINK_RATIO * previous:
                 refusal = (
                     f"this run saw {seen} records where the last good run saw {previous}: the page layout "
@@ -147,12 +157,17 @@ class Store:
                 )
             else:
                 refusal = ""
-                counts = _publish(conn, data, run, complete)
+                if first:
+                    seen, counts = _first_load(conn, data, run)
+                else:
+                    counts = _publish(conn, data, run, complete, source, mine)
                 if data.search is not None:
                     data.search.refresh(conn, data.snapshot, run_id)
                 _clear_stage(conn, data, run_id, seen)
                 _end_run(conn, run_id, status="ok", seen=seen, pages=pages, complete=complete, **counts)
             conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{_stage_index(data)}"')
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql(f'DROP TABLE IF EXISTS temp."{_run_rows_name(data)}"')
         if refusal:
             self.fail(run_id, "layout_changed", refusal)
             raise PublishRefused(refusal)
@@ -220,7 +235,11 @@ class Store:
             return run
 
     def _running_dataset(self, run_id: str) -> Dataset:
-        run = self.run(run_id)
+        runs = Run.__table__.c  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:  # asked for every staged batch: Core, not an ORM session
+            run = conn.execute(sa.select(runs.status, runs.dataset).where(runs.id == run_id)).first()
+        if run is None:
+            raise UnknownRun(run_id)
         if run.status != "running":
             raise UnknownRun(f"run {run_id} is {run.status}, not running")
         return self._datasets[run.dataset]
@@ -257,18 +276,14 @@ def _stage_index(data: Dataset) -> str:
 
 
 def _index_stage(conn: sa.Connection, data: Dataset, run_id: str) -> int:
-    """Index the staging rows by run and key for this publish transaction only (one sort, instead of
-    a random B-tree insert per staged record), keep the last row of a key seen twice, and count them.
+    """PostgreSQL: index the staging rows by run and key for this publish transaction only (one sort,
+    instead of a B-tree insert per staged record), keep the last row of a key seen twice, and count them.
 
     The index is dropped before the transaction ends, so no other run's staging ever maintains it.
+    SQLite copies the run's rows into a keyed temporary table instead (``_run_rows``).
     """
     stage, key = data.stage, data.spec.key
-    indexed = ["run_id", *key]
-    if conn.dialect.name == "sqlite":
-        # Covering: publish then reads staged rows in key order from the index alone.  Looking each
-        # one up in the table, which holds them in arrival order, cost a random read per record.
-        indexed += ["content_hash", *(c.name for c in stage.columns if c.name not in {"seq", *indexed})]
-    columns = ", ".join(f'"{c}"' for c in indexed)
+    columns = ", ".join(f'"{c}"' for c in ["run_id", *key])
     conn.exec_driver_sql(f'CREATE INDEX IF NOT EXISTS "{_stage_index(data)}" ON "{stage.name}" ({columns})')
     mine = stage.c.run_id == run_id
     twice = sa.select(sa.literal(1)).where(mine).group_by(*(stage.c[k] for k in key))
@@ -276,6 +291,41 @@ def _index_stage(conn: sa.Connection, data: Dataset, run_id: str) -> int:
         last = sa.select(sa.func.max(stage.c.seq)).where(mine).group_by(*(stage.c[k] for k in key))
         conn.execute(sa.delete(stage).where(mine, stage.c.seq.not_in(last)))
     return conn.scalar(sa.select(sa.func.count()).select_from(stage).where(mine)) or 0
+
+
+def _run_rows_name(data: Dataset) -> str:
+    return f"{data.stage.name}_run"
+
+
+def _run_rows(conn: sa.Connection, data: Dataset, run_id: str) -> sa.Table:
+    """SQLite: the run's staged rows in a temporary table keyed by the natural key (last of a key wins).
+
+    The table lives in the connection's temporary database, so it is written neither to the
+    WAL nor, at the checkpoint, to the database file (an index on the staging table was, and
+    then was dropped), and it vanishes with the connection if the process dies.  One sorted
+    INSERT ... SELECT fills it; every publish statement then finds a run's row by key in it.
+    """
+    stage, key = data.stage, data.spec.key
+    name = _run_rows_name(data)
+    conn.exec_driver_sql(f'DROP TABLE IF EXISTS temp."{name}"')
+    kept = [c.name for c in stage.columns if c.name not in {"seq", "run_id"}]
+    table = sa.Table(
+        name,
+        sa.MetaData(),
+        *(sa.Column(c, stage.c[c].type, primary_key=c in key) for c in kept),
+        prefixes=["TEMP"],
+        sqlite_with_rowid=False,
+    )
+    table.create(conn)
+    rows = (
+        sa.select(*(stage.c[c] for c in kept))
+        .where(stage.c.run_id == run_id)
+        .order_by(*(stage.c[k] for k in key), stage.c.seq)
+    )
+    insert = sqlite_insert(table).from_select(kept, rows)
+    later = {c: insert.excluded[c] for c in kept if c not in key}
+    conn.execute(insert.on_conflict_do_update(index_elements=list(key), set_=later))
+    return table
 
 
 def _clear_stage(conn: sa.Connection, data: Dataset, run_id: str, seen: int) -> None:
@@ -308,24 +358,81 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _publish(conn: sa.Connection, data: Dataset, run: Run, complete: bool) -> dict[str, int]:
+def _first_load_applies(conn: sa.Connection, data: Dataset) -> bool:
+    """True on SQLite when the snapshot holds no record at all (a dataset's first harvest)."""
+    if conn.dialect.name != "sqlite":
+        return False  # PostgreSQL refuses an upsert that meets the same key twice in one statement
+    return conn.execute(sa.select(sa.literal(1)).select_from(data.snapshot).limit(1)).first() is None
+
+
+def _first_load(conn: sa.Connection, data: Dataset, run: Run) -> tuple[int, dict[str, int]]:
+    """Publish into an empty snapshot: every staged key is new, nothing can be changed, gone or back.
+
+    One INSERT ... SELECT sorts the run's rows by key (SQLite's sorter, no staging index) and
+    appends them; a key staged twice meets its own earlier row and the later one wins, as in
+    ``_index_stage``.  The ``new`` history is then read back from the snapshot.
+    """
     snap, stage, key, names = data.snapshot, data.stage, data.spec.key, data.spec.names
-    matches = sa.and_(*(stage.c[k] == snap.c[k] for k in key), stage.c.run_id == run.id)
+    columns = [
+        *names,
+        "content_hash",
+        "flags",
+        "scope",
+        "first_seen_run",
+        "last_seen_run",
+        "last_changed_run",
+    ]
+    rows = (
+        sa.select(
+            *(stage.c[n] for n in names),
+            stage.c.content_hash,
+            stage.c.flags,
+            sa.literal(run.scope),
+            sa.literal(run.id),
+            sa.literal(run.id),
+            sa.literal(run.id),
+        )
+        .where(stage.c.run_id == run.id)
+        .order_by(*(stage.c[k] for k in key), stage.c.seq)
+    )
+    insert = sqlite_insert(snap).from_select(columns, rows)
+    kept = [*(n for n in names if n not in key), "content_hash", "flags"]
+    conn.execute(
+        insert.on_conflict_do_update(index_elements=list(key), set_={n: insert.excluded[n] for n in kept})
+    )
+    seen = conn.scalar(sa.select(sa.func.count()).select_from(snap)) or 0
+    _history(conn, data, run, "new", sa.true(), _now())
+    return seen, {"new": seen, "changed": 0, "unchanged": 0, "gone": 0, "back": 0}
+
+
+def _publish(
+    conn: sa.Connection,
+    data: Dataset,
+    run: Run,
+    complete: bool,
+    stage: sa.Table,
+    mine: sa.ColumnElement[bool],
+) -> dict[str, int]:
+    """Publish the run's rows -- those of ``stage`` where ``mine`` holds, one per key -- into the snapshot."""
+    snap, key, names = data.snapshot, data.spec.key, data.spec.names
+    matches = sa.and_(*(stage.c[k] == snap.c[k] for k in key), mine)
     now = _now()
     counts = {"new": 0, "changed": 0, "unchanged": 0, "gone": 0, "back": 0}
 
-    # Unchanged first: after the changed rows are updated below, their hashes match too.
-    unchanged = conn.execute(
-        sa.update(snap)
-        .where(
-            sa.exists().where(matches, stage.c.content_hash == snap.c.content_hash), snap.c.gone_run.is_(None)
-        )
-        .values(last_seen_run=run.id, scope=run.scope)
-    )
-    counts["unchanged"] = unchanged.rowcount
+    # Unchanged first: after the changed rows are updated below, their hashes match too.  Records
+    # already in the run's scope (nearly all) keep it: setting the scope anyway rewrites their
+    # entries in the scope index, which tripled the cost of this pass.
+    same = sa.exists().where(matches, stage.c.content_hash == snap.c.content_hash)
+    current = snap.c.gone_run.is_(None)
+    for here, values in (
+        (snap.c.scope == run.scope, {"last_seen_run": run.id}),
+        (snap.c.scope != run.scope, {"last_seen_run": run.id, "scope": run.scope}),
+    ):
+        unchanged = conn.execute(sa.update(snap).where(here, current, same).values(values))
+        counts["unchanged"] += unchanged.rowcount
 
     # Changed or back: key-ordered batches, so a run that changes everything still stays in bounded memory.
-    for batch in _differing(conn, data, run.id):
+    for batch in _differing(conn, data, stage, mine):
         history, updates = [], []
         for row in batch:
             before = {n: row[f"old_{n}"] for n in names}
@@ -374,23 +481,11 @@ def _publish(conn: sa.Connection, data: Dataset, run: Run, complete: bool) -> di
     # Gone before new: a record inserted by this run is in its staging, so it is never gone.
     if complete:
         missing = sa.and_(snap.c.scope == run.scope, snap.c.gone_run.is_(None), ~sa.exists().where(matches))
-        gone_keys = sa.select(
-            sa.literal(run.id),
-            sa.literal(data.name),
-            key_text(snap, key),
-            sa.literal("gone"),
-            sa.literal(now),
-        ).where(missing)
-        conn.execute(
-            sa.insert(Change.__table__).from_select(["run_id", "dataset", "key", "kind", "at"], gone_keys)
-        )  # type: ignore[arg-type]
         counts["gone"] = conn.execute(sa.update(snap).where(missing).values(gone_run=run.id)).rowcount
-    new_keys = sa.select(
-        sa.literal(run.id), sa.literal(data.name), key_text(stage, key), sa.literal("new"), sa.literal(now)
-    ).where(stage.c.run_id == run.id, ~sa.exists().where(matches))
-    conn.execute(
-        sa.insert(Change.__table__).from_select(["run_id", "dataset", "key", "kind", "at"], new_keys)
-    )  # type: ignore[arg-type]
+        if counts["gone"]:  # read back through the scope index: no second anti-join
+            _history(
+                conn, data, run, "gone", sa.and_(snap.c.scope == run.scope, snap.c.gone_run == run.id), now
+            )
     inserted = conn.execute(
         sa.insert(snap).from_select(
             [*names, "content_hash", "flags", "scope", "first_seen_run", "last_seen_run", "last_changed_run"],
@@ -402,17 +497,45 @@ def _publish(conn: sa.Connection, data: Dataset, run: Run, complete: bool) -> di
                 sa.literal(run.id),
                 sa.literal(run.id),
                 sa.literal(run.id),
-            ).where(stage.c.run_id == run.id, ~sa.exists().where(matches)),
+            ).where(mine, ~sa.exists().where(matches)),
         )
     )
     counts["new"] = inserted.rowcount
+    if counts["new"]:  # the rows this run first saw, found through the last_changed_run index
+        _history(
+            conn,
+            data,
+            run,
+            "new",
+            sa.and_(snap.c.last_changed_run == run.id, snap.c.first_seen_run == run.id),
+            now,
+        )
 
     return counts
 
 
-def _differing(conn: sa.Connection, data: Dataset, run_id: str) -> Iterator[list[sa.RowMapping]]:
-    """Staged rows whose snapshot row differs or is gone, with the old values as ``old_*``, in batches."""
-    snap, stage, key = data.snapshot, data.stage, data.spec.key
+def _history(
+    conn: sa.Connection, data: Dataset, run: Run, kind: str, rows: sa.ColumnElement[bool], at: dt.datetime
+) -> None:
+    """One history row of ``kind``, at ``at``, for each snapshot row where ``rows`` holds."""
+    snap = data.snapshot
+    keys = sa.select(
+        sa.literal(run.id),
+        sa.literal(data.name),
+        key_text(snap, data.spec.key),
+        sa.literal(kind),
+        sa.literal(at),
+    ).where(rows)
+    conn.execute(
+        sa.insert(Change.__table__).from_select(["run_id", "dataset", "key", "kind", "at"], keys)  # type: ignore[arg-type]
+    )
+
+
+def _differing(
+    conn: sa.Connection, data: Dataset, stage: sa.Table, mine: sa.ColumnElement[bool]
+) -> Iterator[list[sa.RowMapping]]:
+    """The run's rows whose snapshot row differs or is gone, with the old values as ``old_*``, in batches."""
+    snap, key = data.snapshot, data.spec.key
     old = [snap.c[n].label(f"old_{n}") for n in data.spec.names]
     query = (
         sa.select(
@@ -423,7 +546,7 @@ def _differing(conn: sa.Connection, data: Dataset, run_id: str) -> Iterator[list
         )
         .join(snap, sa.and_(*(stage.c[k] == snap.c[k] for k in key)))
         .where(
-            stage.c.run_id == run_id,
+            mine,
             sa.or_(stage.c.content_hash != snap.c.content_hash, snap.c.gone_run.is_not(None)),
         )
         .order_by(*(stage.c[k] for k in key))

@@ -125,7 +125,7 @@ def snapshot_table(metadata: sa.MetaData, dataset: str, spec: RecordSpec) -> sa.
 
 def stage_table(metadata: sa.MetaData, dataset: str, spec: RecordSpec) -> sa.Table:
     """Append-only: no index on the key while a run stages (a B-tree insert at a random place per
-    record cost half the staging time); publish indexes the run's rows and keeps the last of a key.
+    record cost half the staging time); publish sorts the run's rows by key and keeps the last of a key.
     ``seq`` is SQLite's rowid (an INTEGER primary key), so it orders arrivals at no cost."""
     columns = [sa.Column(c.name, _SQL_TYPES[c.type]) for c in spec.columns]  # validated before they come
     return sa.Table(
