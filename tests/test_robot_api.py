@@ -13,7 +13,17 @@ import pytest
 
 from connectors import LayoutChanged, Polite, Politeness, SystemUnavailable
 from connectors.sandbox import population
-from robots import Field, Page, Record, RobotDeclarationError, Walk, dataset_titles, discover, robot
+from robots import (
+    Field,
+    Page,
+    Record,
+    RobotDeclarationError,
+    Walk,
+    dataset_titles,
+    discover,
+    robot,
+    run_blocking,
+)
 from robots._page import rename
 from robots._registry import _ROBOTS
 from robots.sandbox_population import Person
@@ -113,7 +123,7 @@ def test_politeness_spaces_request_starts_and_caps_those_in_flight() -> None:
     async def main() -> None:
         await asyncio.gather(*(one() for _ in range(10)))
 
-    asyncio.run(main())
+    run_blocking(main)
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert peak <= 2
     assert min(gaps) >= 0.05 - 0.005  # 20 per second
@@ -133,7 +143,7 @@ def test_a_system_that_keeps_failing_is_unavailable_after_the_retries() -> None:
 
     polite = Polite(Politeness(rate=1000, retries=2), name="民政")
     with pytest.raises(SystemUnavailable, match=r"民政 did not answer /x after 2 retries \(HTTP 503\)"):
-        asyncio.run(polite.fetch(failing, "/x"))
+        run_blocking(lambda: polite.fetch(failing, "/x"))
     assert calls == 3
 
 
