@@ -139,6 +139,12 @@ class Store:
             return run
         data = self._datasets[run.dataset]
         with self.engine.begin() as conn:
+            # Take the write lock first.  SQLite's driver begins the transaction at the first write:
+            # reading before it (the guard's counts, whether the snapshot is empty) could see a state
+            # another publish then changes, and a transaction that read first and writes later fails
+            # at once with "database is locked" when another connection wrote in between.
+            runs = Run.__table__.c  # type: ignore[attr-defined]
+            conn.execute(sa.update(Run.__table__).where(runs.id == run_id).values(status="running"))
             previous = self._last_good(conn, run.dataset, run.scope)
             # Into an empty snapshot every record is new and none is gone: a plain sorted insert.
             first = _first_load_applies(conn, data) and not (complete and previous)

@@ -259,3 +259,36 @@ def test_a_staging_table_of_the_keyed_layout_is_moved_with_its_rows(tmp_path: Pa
     with engine.connect() as conn:
         left = conn.execute(sa.text("SELECT seq, run_id, id_number FROM stage_residents")).all()
     assert [tuple(r) for r in left] == [(1, "r0", "ID000001")]
+
+
+def test_an_unchanged_record_seen_in_another_scope_moves_there_without_history(store: Store) -> None:
+    harvest(store, people(5), scope="donghu")
+    run = harvest(store, people(5), scope="xiyuan")
+    assert (run.new, run.changed, run.unchanged, run.gone) == (0, 0, 5, 0)
+    assert changes(store, run.id).empty
+    snap = snapshot(store)
+    assert set(snap["scope"]) == {"xiyuan"} and set(snap["last_seen_run"]) == {run.id}
+    assert harvest(store, people(5), scope="donghu").gone == 0  # nothing left in donghu to miss
+
+
+def test_a_first_load_after_a_purge_emptied_the_snapshot_still_keeps_the_shrink_guard(store: Store) -> None:
+    harvest(store, people(10))
+    with store.engine.begin() as conn:  # as if a purge had removed every record
+        conn.exec_driver_sql("DELETE FROM snap_residents")
+    run_id = begin(store)
+    store.stage(run_id, people(3))
+    with pytest.raises(PublishRefused, match="3 records where the last good run saw 10"):
+        store.publish(run_id)
+    assert snapshot(store).empty
+    run = harvest(store, [*people(10), *people(2)])  # the general path, duplicates included
+    assert (run.seen, run.new) == (10, 10) and len(changes(store, run.id)) == 10
+
+
+def test_the_publish_leaves_no_temporary_table_on_its_connection(store: Store) -> None:
+    harvest(store, people(5))
+    harvest(store, people(6))  # a re-harvest: the run's rows go through a keyed temporary table
+    with store.engine.connect() as conn:
+        left = (
+            conn.exec_driver_sql("SELECT name FROM sqlite_temp_master WHERE type = 'table'").scalars().all()
+        )
+    assert left == []
