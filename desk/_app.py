@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class Refused(Exception):
         self.message = message
 
 
+CHOICES_TTL_S = 60
 NOT_FOUND = "未找到。记录可能不存在，或不在您的辖区。"
 STALE_FORM = "页面已过期，请刷新页面后重试。"
 
@@ -70,6 +71,17 @@ class Desk:
     sealer: Sealer
     titles: dict[str, str]
     templates: Jinja2Templates
+    # Filter choices (every grid, every tag) cost a scan of the dataset; they change only when a
+    # harvest publishes, so a minute's staleness is fine for a drop-down.
+    choices: dict[tuple[str, str, str | None], tuple[float, list[str]]] = field(default_factory=dict)
+
+    def distinct(self, dataset: str, name: str, scope: str | None) -> list[str]:
+        """``Snapshot.distinct`` remembered for CHOICES_TTL_S."""
+        key = (dataset, name, scope)
+        known = self.choices.get(key)
+        if known is None or time.monotonic() - known[0] > CHOICES_TTL_S:
+            known = self.choices[key] = (time.monotonic(), self.snapshot.distinct(dataset, name, scope=scope))
+        return known[1]
 
     def views(self) -> dict[str, views.DatasetView]:
         return views.catalog(self.snapshot, self.titles)

@@ -262,7 +262,7 @@ def _choices(
         field = view.field(role)
         if not field or (role == "community" and not login.user.is_admin):
             continue
-        values = desk.snapshot.distinct(view.name, field, scope=scope)
+        values = desk.distinct(view.name, field, scope)
         out[role] = views.tag_choices(values) if role == "tags" else values
     return out
 

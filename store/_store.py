@@ -24,7 +24,18 @@ from sqlmodel import Session, SQLModel
 from store._record import Record, RecordSpec, record_spec
 from store._search import SearchIndex
 from store._snapshot import Access, Snapshot, searched_fields, searched_index
-from store._tables import Audit, Change, DatasetInfo, Run, _now, ensure, key_text, snapshot_table, stage_table
+from store._tables import (
+    LOOKUP_PREFIX,
+    Audit,
+    Change,
+    DatasetInfo,
+    Run,
+    _now,
+    ensure,
+    key_text,
+    snapshot_table,
+    stage_table,
+)
 
 BATCH = 10_000  # rows per staging transaction: few commits, still bounded memory
 SHRINK_RATIO = 0.9
@@ -403,9 +414,16 @@ def _first_load(conn: sa.Connection, data: Dataset, run: Run) -> tuple[int, dict
     )
     insert = sqlite_insert(snap).from_select(columns, rows)
     kept = [*(n for n in names if n not in key), "content_hash", "flags"]
+    # Lookup indexes are built after the insert, by one sort each, rather than a B-tree insert at a
+    # random place per record; the transaction makes that invisible to readers.
+    lookups = [index for index in snap.indexes if index.name and index.name.startswith(LOOKUP_PREFIX)]
+    for index in lookups:
+        conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{index.name}"')
     conn.execute(
         insert.on_conflict_do_update(index_elements=list(key), set_={n: insert.excluded[n] for n in kept})
     )
+    for index in lookups:
+        index.create(conn)
     seen = conn.scalar(sa.select(sa.func.count()).select_from(snap)) or 0
     _history(conn, data, run, "new", sa.true(), _now())
     return seen, {"new": seen, "changed": 0, "unchanged": 0, "gone": 0, "back": 0}

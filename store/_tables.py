@@ -107,6 +107,19 @@ def _record_columns(spec: RecordSpec) -> list[sa.Column[Any]]:
     ]
 
 
+# Roles the person and household views look records up by: without an index, each person page
+# scanned every other dataset (0.4 s at a million persons) and each household page the persons.
+LOOKUP_ROLES = ("id_number", "household")
+LOOKUP_PREFIX = "lookup_"
+
+
+def lookup_indexes(dataset: str, spec: RecordSpec) -> list[sa.Index]:
+    """One index per field of a lookup role that is not the key on its own."""
+    key = [c.name for c in spec.columns if c.key]
+    fields = [c.name for c in spec.columns if c.role in LOOKUP_ROLES and [c.name] != key]
+    return [sa.Index(f"{LOOKUP_PREFIX}{dataset}_{field}", field) for field in fields]
+
+
 def snapshot_table(metadata: sa.MetaData, dataset: str, spec: RecordSpec) -> sa.Table:
     return sa.Table(
         f"snap_{dataset_name(dataset)}",
@@ -120,6 +133,7 @@ def snapshot_table(metadata: sa.MetaData, dataset: str, spec: RecordSpec) -> sa.
         sa.Column("gone_run", sa.Text, nullable=True),
         sa.Column("content_hash", sa.Text, nullable=False),
         sa.Column("flags", sa.Text, nullable=True),
+        *lookup_indexes(dataset, spec),
     )
 
 
@@ -165,6 +179,8 @@ def ensure(engine: Engine, table: sa.Table, spec: RecordSpec) -> None:
             ddl = sa.schema.CreateColumn(column).compile(dialect=engine.dialect)
             text = str(ddl).replace("NOT NULL", "")
             conn.execute(sa.text(f'ALTER TABLE "{table.name}" ADD COLUMN {text}'))
+        for index in table.indexes:  # a table made before an index was declared gets it now
+            index.create(conn, checkfirst=True)
 
 
 def _rebuild_stage(engine: Engine, table: sa.Table, existing: dict[str, Any]) -> None:

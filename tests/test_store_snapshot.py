@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -221,25 +222,48 @@ def test_history_of_one_person_is_masked_scoped_and_audited_when_revealed(
     assert total == 1 and entries[0].action == "reveal" and entries[0].reason == "核对"
 
 
-def test_a_scoped_search_is_driven_by_the_search_index(snapshot: Snapshot, world: World) -> None:
-    """The plan, not a stopwatch: SQLite must start from the search index, not walk a community."""
+def plans(snapshot: Snapshot, action: Callable[[], object], marker: str) -> list[str]:
+    """SQLite's query plans of the statements ``action`` runs that contain ``marker``."""
     statements: list[tuple[str, Any]] = []
 
     def keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-        if "MATCH" in statement:
+        if marker in statement:
             statements.append((statement, parameters))
 
     sa.event.listen(snapshot.engine, "before_cursor_execute", keep)
     try:
-        name = world.persons.loc[world.persons["name"].str.len() == 2, "name"].iloc[0]
-        snapshot.query("persons", search=name, scope="donghu", limit=51)
+        action()
     finally:
         sa.event.remove(snapshot.engine, "before_cursor_execute", keep)
-    (statement, parameters), *_ = statements
     with snapshot.engine.connect() as conn:
-        steps = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-        plan = " ".join(row[-1] for row in steps)
+        return [
+            " ".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters))
+            for statement, parameters in statements
+        ]
+
+
+def test_a_scoped_search_is_driven_by_the_search_index(snapshot: Snapshot, world: World) -> None:
+    """The plan, not a stopwatch: SQLite must start from the search index, not walk a community."""
+    name = world.persons.loc[world.persons["name"].str.len() == 2, "name"].iloc[0]
+    (plan, *_) = plans(snapshot, lambda: snapshot.query("persons", search=name, scope="donghu"), "MATCH")
     assert "ix_snap_persons_scope" not in plan, plan
+
+
+def test_person_and_household_views_look_records_up_by_index(snapshot: Snapshot, world: World) -> None:
+    elder = world.elderly.iloc[0]
+    person = plans(snapshot, lambda: snapshot.person(elder["id_number"]), "FROM snap_elderly")
+    assert person and all("lookup_elderly_id_number" in plan for plan in person), person
+    number = world.persons["household_no"].iloc[0]
+    home = plans(snapshot, lambda: snapshot.household(number), "FROM snap_persons")
+    assert home and all("lookup_persons_household_no" in plan for plan in home), home
+
+
+def test_a_snapshot_made_before_the_lookup_indexes_gets_them(snapshot: Snapshot) -> None:
+    with snapshot.engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX lookup_elderly_id_number")
+    Store(snapshot.engine).dataset("elderly", Elderly)
+    indexes = sa.inspect(snapshot.engine).get_indexes("snap_elderly")
+    assert "lookup_elderly_id_number" in {index["name"] for index in indexes}
 
 
 def test_absent_from_finds_people_without_a_record_elsewhere(snapshot: Snapshot, world: World) -> None:
