@@ -282,7 +282,14 @@ class Snapshot:
                 )
                 if scope is not None:
                     mine = mine.where(table.c.scope == scope)
-                found = sa.select(changes).where(changes.c.dataset == info.name, changes.c.key.in_(mine))
+                # Unary + keeps SQLite on the key index: by the dataset index it read a change row per
+                # record of the dataset (0.25 s a person page at a million persons).
+                dataset = (
+                    sa.literal_column('+"change".dataset')
+                    if conn.dialect.name == "sqlite"
+                    else changes.c.dataset
+                )
+                found = sa.select(changes).where(dataset == info.name, changes.c.key.in_(mine))
                 for change in conn.execute(found).mappings():
                     diff = json.loads(change["fields"]) if change["fields"] else {"": [None, None]}
                     for field, (before, after) in diff.items():

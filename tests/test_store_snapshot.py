@@ -253,6 +253,8 @@ def test_person_and_household_views_look_records_up_by_index(snapshot: Snapshot,
     elder = world.elderly.iloc[0]
     person = plans(snapshot, lambda: snapshot.person(elder["id_number"]), "FROM snap_elderly")
     assert person and all("lookup_elderly_id_number" in plan for plan in person), person
+    history = plans(snapshot, lambda: snapshot.history(elder["id_number"]), "FROM change")
+    assert history and all("ix_change_key" in plan for plan in history), history
     number = world.persons["household_no"].iloc[0]
     home = plans(snapshot, lambda: snapshot.household(number), "FROM snap_persons")
     assert home and all("lookup_persons_household_no" in plan for plan in home), home
