@@ -95,8 +95,10 @@ class Desk:
         login: DeskLogin | None = None,
         status: int = 200,
     ) -> HTMLResponse:
-        catalog = context.get("catalog") or self.views()
-        fresh = views.freshness(self.snapshot.freshness(), catalog, self.settings.max_age_hours)
+        fresh = []  # what was harvested and when is for staff, not for the login page
+        if login is not None:
+            catalog = context.get("catalog") or self.views()
+            fresh = views.freshness(self.snapshot.freshness(), catalog, self.settings.max_age_hours)
         page = {"me": login.user if login else None, "csrf": login.csrf if login else "", "fresh": fresh}
         return self.templates.TemplateResponse(request, template, page | context, status_code=status)
 

@@ -36,7 +36,7 @@ def _form(request: Request, next_path: str, message: str = "", name: str = "", s
     page = desk_of(request).render(
         request,
         "login.html",
-        {"pre_csrf": token, "next": _local(next_path), "message": message, "name": name, "catalog": {}},
+        {"pre_csrf": token, "next": _local(next_path), "message": message, "name": name},
         status=status,
     )
     page.set_cookie(

@@ -34,17 +34,24 @@ Reason = Annotated[str, Form(max_length=200)]
 Csrf = Annotated[str, Form(max_length=100)]
 
 
-def _access(request: Request, login: DeskLogin, csrf: str | None, reason: str | None) -> Access:
-    """Masked for a GET; for a POST, the CSRF token checked and the reveal's reason required."""
-    if csrf is None:
-        return Access(actor=login.user.name)
+def _reveal(login: DeskLogin, csrf: str, reason: str) -> Access:
+    """A reveal: the form's CSRF token checked and its reason required."""
     check_csrf(login.csrf, csrf)
-    access = Access(actor=login.user.name, reveal=True, reason=(reason or "").strip())
+    access = Access(actor=login.user.name, reveal=True, reason=reason.strip())
     try:
         access.check()
     except RevealRefused as exc:
         raise Refused(400, "显示完整信息需要填写理由（至少两个字）。") from exc
     return access
+
+
+def _viewing(request: Request, login: Login, csrf: Csrf = "", reason: Reason = "") -> Access:
+    """How a page shows its records: masked for a GET; the same URL POSTed is a reveal."""
+    return Access(actor=login.user.name) if request.method == "GET" else _reveal(login, csrf, reason)
+
+
+Viewing = Annotated[Access, Depends(_viewing)]
+SHOWN = ["GET", "POST"]  # a page's methods: GET masked, POST revealed with a reason
 
 
 def _revealed(access: Access) -> dict[str, Any]:
@@ -70,19 +77,8 @@ def search(request: Request, login: Login, q: Text = "") -> Response:
 # -- one person ----------------------------------------------------------------------------------
 
 
-@router.get("/person/{token}", response_class=HTMLResponse)
-def person(request: Request, token: str, login: Login) -> Response:
-    return _person(request, token, login, _access(request, login, None, None))
-
-
-@router.post("/person/{token}", response_class=HTMLResponse)
-def person_revealed(
-    request: Request, token: str, login: Login, csrf: Csrf = "", reason: Reason = ""
-) -> Response:
-    return _person(request, token, login, _access(request, login, csrf, reason))
-
-
-def _person(request: Request, token: str, login: DeskLogin, access: Access) -> Response:
+@router.api_route("/person/{token}", methods=SHOWN, response_class=HTMLResponse)
+def person(request: Request, token: str, login: Login, access: Viewing) -> Response:
     desk = desk_of(request)
     id_number = desk.sealer.open(token)
     if id_number is None:
@@ -121,19 +117,8 @@ CHANGE_KINDS = {"new": "新增", "changed": "变更", "gone": "注销/迁出", "
 # -- one household -------------------------------------------------------------------------------
 
 
-@router.get("/household/{number}", response_class=HTMLResponse)
-def household(request: Request, number: str, login: Login) -> Response:
-    return _household(request, number, login, _access(request, login, None, None))
-
-
-@router.post("/household/{number}", response_class=HTMLResponse)
-def household_revealed(
-    request: Request, number: str, login: Login, csrf: Csrf = "", reason: Reason = ""
-) -> Response:
-    return _household(request, number, login, _access(request, login, csrf, reason))
-
-
-def _household(request: Request, number: str, login: DeskLogin, access: Access) -> Response:
+@router.api_route("/household/{number}", methods=SHOWN, response_class=HTMLResponse)
+def household(request: Request, number: str, login: Login, access: Viewing) -> Response:
     desk = desk_of(request)
     catalog = desk.views()
     frame = desk.snapshot.household(number[:64], scope=scope_of(login), refs=True, access=access)
@@ -214,19 +199,8 @@ def _view(desk: Desk, name: str) -> tuple[views.DatasetView, dict[str, views.Dat
     return catalog[name], catalog
 
 
-@router.get("/datasets/{name}", response_class=HTMLResponse)
-def dataset(request: Request, name: str, login: Login) -> Response:
-    return _dataset(request, name, login, _access(request, login, None, None))
-
-
-@router.post("/datasets/{name}", response_class=HTMLResponse)
-def dataset_revealed(
-    request: Request, name: str, login: Login, csrf: Csrf = "", reason: Reason = ""
-) -> Response:
-    return _dataset(request, name, login, _access(request, login, csrf, reason))
-
-
-def _dataset(request: Request, name: str, login: DeskLogin, access: Access) -> Response:
+@router.api_route("/datasets/{name}", methods=SHOWN, response_class=HTMLResponse)
+def dataset(request: Request, name: str, login: Login, access: Viewing) -> Response:
     desk = desk_of(request)
     view, catalog = _view(desk, name)
     filters = Filters(view, catalog, request, login)
@@ -271,7 +245,7 @@ def _choices(
 def export(request: Request, name: str, login: Login, csrf: Csrf = "", reason: Reason = "") -> Response:
     """The dataset page's rows (every page of them) as .xlsx: masked, unless a reason reveals them."""
     check_csrf(login.csrf, csrf)
-    access = _access(request, login, csrf, reason) if reason.strip() else Access(actor=login.user.name)
+    access = _reveal(login, csrf, reason) if reason.strip() else Access(actor=login.user.name)
     desk = desk_of(request)
     view, catalog = _view(desk, name)
     filters = Filters(view, catalog, request, login)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from desk._links import Sealer
 from store import REF_COLUMN, DatasetInfo, Freshness, Snapshot
+from store._snapshot import searched_fields
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 SEARCH_LIMIT = 50  # persons on one result page; more asks for a narrower search
@@ -145,7 +146,7 @@ def search(
     others: list[Card] = []
     more = False
     for view in views:
-        if not any(r in ("name", "id_number", "phone", "address") for r in view.roles.values()):
+        if not searched_fields(view.roles):
             continue
         frame = snapshot.query(view.name, search=query, scope=scope, limit=SEARCH_LIMIT + 1, refs=True)
         more |= len(frame) > SEARCH_LIMIT

@@ -11,6 +11,7 @@ from pathlib import Path
 import openpyxl
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from playwright.sync_api import Browser, Page, expect
 
 from desk import create_app
@@ -223,8 +224,6 @@ def test_hostile_input_comes_back_inert(page: Page, browser: Browser, desk: Desk
 
 def _count_persons(desk: Desk) -> int:
     """The snapshot still holds everyone (no injected DROP or DELETE ran)."""
-    import sqlalchemy as sa
-
     engine = sa.create_engine(desk.settings.resolved_database_url)
     with engine.connect() as conn:
         return conn.scalar(sa.text("SELECT count(*) FROM snap_persons")) or 0
