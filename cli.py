@@ -646,6 +646,9 @@ def serve(
     except StoreUnavailable as exc:
         stderr.print(f"[red]database unavailable:[/red] {exc}")
         raise typer.Exit(1) from exc
+    except ValueError as exc:  # a damaged desk.key or an impossible HARVEST_DESK_* value
+        stderr.print(f"[red]the desk cannot start:[/red] {exc}", markup=True)
+        raise typer.Exit(2) from exc
     if not desk.state.desk.staff.users():
         stderr.print("No staff accounts yet: create one with  harvest desk add-user NAME --role admin")
     try:

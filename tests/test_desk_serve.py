@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from cli import app
@@ -65,3 +66,16 @@ def test_a_port_in_use_is_one_clear_line() -> None:
         result = runner.invoke(app, ["serve", "--port", str(port)])
     assert result.exit_code == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.output and "HARVEST_DESK_PORT" in result.output
+
+
+def test_a_damaged_link_key_is_one_line_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "desk.key").write_bytes(b"short")
+    monkeypatch.setenv("HARVEST_DATA_DIR", str(data))
+    result = runner.invoke(app, ["serve", "--port", str(free_port())])
+    assert result.exit_code == 2
+    assert "desk.key" in result.output and "delete it and restart" in result.output
+    assert "Traceback" not in result.output
