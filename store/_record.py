@@ -6,6 +6,7 @@ import datetime as dt
 import types
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cached_property
 from hashlib import blake2b
 from operator import attrgetter
@@ -14,16 +15,42 @@ from typing import Any, Literal, Union, get_args, get_origin
 import pydantic
 from pydantic import BaseModel, ConfigDict
 
+from store._cells import converter
 from store._idnumber import checked_id_number
 
 Role = Literal["id_number", "name", "phone", "address", "household", "community", "grid", "tags"]
-SCALARS: tuple[type, ...] = (str, int, float, bool, dt.date, dt.datetime)
+SCALARS: tuple[type, ...] = (str, int, float, Decimal, bool, dt.date, dt.datetime)
 
 
 class Record(BaseModel):
-    """Base class of every harvested record: subclass it and declare typed fields with ``Field``."""
+    """Base class of every harvested record: subclass it and declare typed fields with ``Field``.
+
+    Cells convert themselves by their field's type before validation: ``1988年6月15日`` for a
+    date, ``1,200.50元`` for a number, ``是``/``否`` for a bool, and ``-``, ``暂无``, an empty
+    cell... as None for an optional field (see ``store._cells``).
+    """
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        # One before-validator on each field that needs one, so a field that does not (a required
+        # str) costs nothing; a model-wide validator cost twice as much per record, being called for all.
+        added = False
+        for info in cls.model_fields.values():
+            if any(isinstance(m, _Cells) for m in info.metadata):
+                continue  # inherited from a parent record, converter included
+            convert = converter(*_unwrap(info.annotation))
+            if convert is not None:
+                info.metadata.append(_Cells(convert))
+                added = True
+        if added:
+            cls.model_rebuild(force=True)
+
+
+class _Cells(pydantic.BeforeValidator):
+    """The converter of a record field's cells (``store._cells``), put on the field by ``Record``."""
 
 
 def Field(
@@ -82,12 +109,14 @@ class RecordSpec:
         """``row()`` for many records, as tuples ``(*lead, *values in names order, content_hash, flags)``.
 
         Staging calls this for every record of a run: records that already are instances of the
-        model (the runtime validated them) are not validated again.
+        model (the runtime validated them) are not validated again. A ``Decimal`` comes out as its
+        text, which the store keeps as it is: a number column would turn ``1200.50`` into ``1200.5``.
         """
         model, names = self.model, self.names
         values_of = attrgetter(*names) if len(names) > 1 else (lambda m: (getattr(m, names[0]),))
         checked = [(i, name) for i, name in enumerate(names) if name in self.id_number_fields]
         digest = _text_hash if all(c.type is str for c in self.columns) else content_hash
+        decimals = {i for i, c in enumerate(self.columns) if c.type is Decimal}
         for record in records:
             values = values_of(record if isinstance(record, model) else model.model_validate(record))
             flags = None
@@ -99,7 +128,10 @@ class RecordSpec:
                         values = (*values[:i], number, *values[i + 1 :])
                     if not valid:  # kept, not dropped: the source says so
                         flags = f"{flags},invalid_id_number:{name}" if flags else f"invalid_id_number:{name}"
-            yield (*lead, *values, digest(values), flags)
+            hashed = digest(values)
+            if decimals:
+                values = tuple(str(v) if i in decimals and v is not None else v for i, v in enumerate(values))
+            yield (*lead, *values, hashed, flags)
 
     @cached_property  # read for every staged row
     def id_number_fields(self) -> tuple[str, ...]:
@@ -155,14 +187,19 @@ def record_spec(model: type[Record]) -> RecordSpec:
     return spec
 
 
-def _scalar(model: type, name: str, annotation: Any) -> tuple[type, bool]:
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """A field's type without its Optional, and whether it was Optional."""
     args = get_args(annotation)
     if get_origin(annotation) in (Union, types.UnionType) and type(None) in args:
         inner = [a for a in args if a is not type(None)]
-        if len(inner) == 1 and inner[0] in SCALARS:
-            return inner[0], True
-    elif annotation in SCALARS:
-        return annotation, False
+        return (inner[0] if len(inner) == 1 else annotation), True
+    return annotation, False
+
+
+def _scalar(model: type, name: str, annotation: Any) -> tuple[type, bool]:
+    python_type, nullable = _unwrap(annotation)
+    if python_type in SCALARS:
+        return python_type, nullable
     allowed = ", ".join(t.__name__ for t in SCALARS)
     raise RecordDeclarationError(
         f"{model.__name__}.{name}: type {annotation!r} cannot be stored; use {allowed} (or Optional of one)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ _SQL_TYPES: dict[type, type[sa.types.TypeEngine]] = {
     str: sa.Text,
     int: sa.BigInteger,
     float: sa.Float,
+    Decimal: sa.Text,  # exact on every database: SQLite has no decimal type (RecordSpec.rows writes the text)
     bool: sa.Boolean,
     dt.date: sa.Date,
     dt.datetime: sa.DateTime,
