@@ -340,8 +340,10 @@ class HarvestScheduler:
         state = self._state(planned.id)
         if state.kind not in PERSON_KINDS:
             return False
+        if self.vault.get(planned.robot.system.name, planned.account).status == "parked":
+            return True  # any kind: a parked account's password is not sent until a person acts
         if state.kind in ("bad_credentials", "locked"):
-            return self.vault.get(planned.robot.system.name, planned.account).status == "parked"
+            return False
         runs = Run.__table__.c  # type: ignore[attr-defined]
         with self.store.engine.connect() as conn:
             fixed = conn.scalar(

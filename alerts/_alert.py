@@ -85,8 +85,10 @@ def _what_and_fix(a: Alert) -> tuple[str, str]:
             )
         case "needs_human":
             return (
-                f"{who} 登录需要人工处理（验证码未能自动识别）",
-                f"请在有人值守的终端运行 `harvest run {robot} --account {account}`，按提示输入验证码",
+                f"{who} 登录需要人工处理",
+                f"验证码未能自动识别时，请在有人值守的终端运行 `harvest run {robot} --account {account}`，"
+                f"按提示输入验证码；若账号已停用（登录结果无法识别或登录多次无应答），请查看{run_dir}中的"
+                f"登录页截图，人工登录一次确认账号正常后运行 {vault_set}",
             )
         case "layout_changed":
             return (

@@ -20,11 +20,15 @@ from connectors._errors import (
     BadCredentials,
     HarvestFailure,
     LayoutChanged,
+    LoginFormMissing,
+    LoginUnconfirmed,
+    LoginUnrecognised,
     NeedsHuman,
     NeedsPerson,
+    SessionTaken,
     SystemUnavailable,
 )
-from connectors._login import Credentials, LoginAttempt
+from connectors._login import Credentials, LoginAttempt, LoginLedger, MemoryLedger
 from connectors._polite import Polite
 from connectors._session import Fetched, Session
 from connectors._system import FormLogin, LoginOutcome, Politeness, System
@@ -41,13 +45,19 @@ __all__ = [
     "HarvestFailure",
     "LayoutChanged",
     "LoginAttempt",
+    "LoginFormMissing",
+    "LoginLedger",
     "LoginOutcome",
+    "LoginUnconfirmed",
+    "LoginUnrecognised",
+    "MemoryLedger",
     "NeedsHuman",
     "NeedsPerson",
     "OcrSolver",
     "Polite",
     "Politeness",
     "Session",
+    "SessionTaken",
     "SolverChain",
     "System",
     "SystemUnavailable",

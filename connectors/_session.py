@@ -1,15 +1,26 @@
 """One account logged into one system: its browser context, its login, and every request it makes.
 
-The session is where lockout safety lives. A password the system rejected is never sent
-again; an unconfirmed submission (the system answered 5xx or dropped the connection) is
-retried only while the submissions of this run stay below the system's lockout threshold
-minus one. When the system sends us back to its login page mid-walk, one re-login serves
-every request that saw it (they wait on one lock), and each retries where it stopped.
+The session is where lockout safety lives, as an invariant rather than a list of texts:
+
+- a password submission is *spent* (counted in the account's ledger, which outlives the run
+  and the process, before it is sent) unless the system positively shows the logged-in proof,
+  or a captcha miss we recognise;
+- a rejected password, a lock, or an answer nothing recognises parks the account: the
+  password is not sent again until a person acts;
+- unexplained submissions (5xx, dropped connections, time-outs) may be retried only while
+  the ledger stays below ``lockout_threshold - 1``; when one more would reach it, the account
+  parks instead.
+
+When the system sends us back to its login page mid-walk, one re-login serves every request
+that saw it (they wait on one lock), and each retries where it stopped. Logged out again
+soon after that means someone else is using the account: the run stops rather than end
+their session in turn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -22,16 +33,29 @@ from loguru import logger
 from playwright.async_api import Browser, BrowserContext, Page, Route
 from selectolax.lexbor import LexborHTMLParser
 
+from connectors._answers import says_expired, says_logged_out
 from connectors._captcha import SolverChain
-from connectors._errors import AccountLocked, BadCredentials, NeedsHuman, SystemUnavailable
-from connectors._login import Credentials, LoginAttempt, form_login
+from connectors._errors import (
+    AccountLocked,
+    BadCredentials,
+    HarvestFailure,
+    LoginUnconfirmed,
+    LoginUnrecognised,
+    NeedsHuman,
+    SessionTaken,
+    SystemUnavailable,
+)
+from connectors._login import Credentials, LoginAttempt, LoginLedger, MemoryLedger, form_login
 from connectors._polite import Polite
-from connectors._system import FormLogin, LoginOutcome, System
+from connectors._system import FormLogin, System
 
 BLOCKED_BY_DEFAULT = frozenset({"image", "font", "media"})
 UNCONFIRMED_PAUSE_S = 2.0  # before re-sending a login form the system answered with 5xx
 RELOGINS_PER_REQUEST = 2  # more means the system logs us out as fast as we log in: stop
+RETAKEN_WITHIN_S = 900.0  # logged out again this soon after a re-login: someone else uses the account
+CAPTCHA_MISSES = 12  # recognised captcha misses in one login before a person is asked
 TIMEOUT_MS = 30_000
+EVIDENCE_MS = 3_000  # a page whose answer was cut off never finishes loading: do not wait for it
 
 
 @dataclass(frozen=True)
@@ -45,7 +69,7 @@ class Fetched:
 
     @cached_property  # read for the evidence note and again for parsing: decode once
     def text(self) -> str:
-        return self.body.decode(_charset(self.headers), errors="replace")
+        return self.body.decode(_charset(self.headers) or _meta_charset(self.body), errors="replace")
 
 
 class Session:
@@ -64,6 +88,7 @@ class Session:
         recycle_pages: int = 200,
         allow: frozenset[str] = frozenset(),
         on_login: Callable[[list[str]], None] = lambda cookies: None,
+        ledger: LoginLedger | None = None,
     ) -> None:
         self.browser = browser
         self.system = system
@@ -76,6 +101,8 @@ class Session:
         self.submissions = 0  # password submissions in this session
         self.generation = 0  # bumped by every login; requests compare it to share one re-login
         self._credentials = credentials
+        self.ledger = ledger or MemoryLedger()
+        self._relogged_at: float | None = None  # when the latest mid-walk re-login happened
         self._on_login = on_login  # told every cookie value a login brings, so logs can mask them
         self._state = state
         self._context: BrowserContext | None = None
@@ -111,24 +138,29 @@ class Session:
         return dict(await self.context.storage_state())
 
     async def login(self) -> None:
-        """Log in, lockout-safe; raises ``BadCredentials``, ``AccountLocked``, ``NeedsHuman`` or
-        ``SystemUnavailable``."""
-        unconfirmed_limit = max(1, self.system.lockout_threshold - 1)
+        """Log in, lockout-safe; raises a ``HarvestFailure`` whose ``parks`` says if the account must rest."""
         self.solver.reset()
         page = await self.context.new_page()
         self._logging_in = True  # the captcha image must load
+        misses = 0
         try:
             while True:
-                attempt = LoginAttempt(page, self.system, self._credentials(), self.solver, self.polite)
+                self._check_budget()
+                attempt = LoginAttempt(
+                    page, self.system, self._credentials(), self.solver, self.polite, ledger=self.ledger
+                )
                 outcome = await self._attempt(attempt)
                 if outcome == "ok":
                     break
-                if outcome == "bad_captcha":
+                if outcome == "bad_captcha" and misses < CAPTCHA_MISSES:
+                    misses += 1
                     continue  # a captcha miss is not a password miss: a fresh image, same password
-                if outcome == "system_unavailable" and self.submissions < unconfirmed_limit:
+                if outcome == "system_unavailable" and self._may_submit():
                     await asyncio.sleep(UNCONFIRMED_PAUSE_S)
                     continue
-                raise _failure(outcome, self.system, self.account, attempt.message)
+                failure = _failure(outcome, self.system, self.account, attempt.message, self.ledger.spent())
+                failure.evidence = await _evidence(page)
+                raise failure
         finally:
             self._logging_in = False
             await page.close()
@@ -137,22 +169,54 @@ class Session:
         self.generation += 1
         logger.info("logged in to {} ({})", self.system.name, self.system.title)
 
-    async def _attempt(self, attempt: LoginAttempt) -> LoginOutcome:
+    def _may_submit(self) -> bool:
+        """One more unexplained submission keeps the ledger below ``lockout_threshold - 1``."""
+        spent = self.ledger.spent()
+        return spent == 0 or spent + 1 <= self.system.lockout_threshold - 2
+
+    def _check_budget(self) -> None:
+        if not self._may_submit():
+            raise _failure("unconfirmed", self.system, self.account, "", self.ledger.spent())
+
+    async def _attempt(self, attempt: LoginAttempt) -> str:
         login = form_login if isinstance(self.system.login, FormLogin) else self.system.login
-        outcome = await login(attempt)
-        if attempt.submitted and outcome != "bad_captcha":
-            self.submissions += 1
-        if outcome == "ok" and not await self._proves_logged_in(attempt.page):
-            attempt.message = f"after login, {self.system.logged_in} is not on {self.system.home}"
-            return "unknown"
+        outcome: str = await login(attempt)
+        if outcome == "bad_captcha" and attempt.submitted:
+            self.ledger.refund()  # the system said so: the password was not checked
+        elif outcome in ("ok", "unknown"):
+            if await self._proves_logged_in(attempt.page):
+                self.ledger.confirm()
+                self.submissions += attempt.submitted
+                return "ok"
+            if outcome == "ok":
+                attempt.message = (
+                    f"after login, {self.system.logged_in} is not on {self.system.home}. {attempt.message}"
+                ).strip()
+            outcome = "unknown" if attempt.submitted else "needs_human"
+        self.submissions += attempt.submitted
         return outcome
 
-    async def relogin(self, seen_generation: int) -> None:
-        """Log in again, once for every request that saw the same session end."""
+    async def relogin(self, seen_generation: int, *, expired: bool = False) -> None:
+        """Log in again, once for every request that saw the same session end.
+
+        Raises ``SessionTaken`` when the system ends a session it gave us shortly before, and
+        its login page does not say the session timed out (``expired``): a person is using the
+        same account, and logging in again would end theirs.
+        """
         async with self._relogin:
-            if self.generation == seen_generation:
-                logger.warning("{} sent us back to its login page; logging in again", self.system.name)
-                await self.login()
+            if self.generation != seen_generation:
+                return
+            now, last = asyncio.get_running_loop().time(), self._relogged_at
+            if last is not None and now - last < RETAKEN_WITHIN_S and not expired:
+                raise SessionTaken(
+                    f"{self.system.title} ({self.system.name}/{self.account}) logged us out again "
+                    f"{now - last:.0f} s after we logged in again: someone else is probably "
+                    "using this account. The run stopped instead of ending their session; nothing was "
+                    "published. Run it again when the account is free"
+                )
+            logger.warning("{} sent us back to its login page; logging in again", self.system.name)
+            await self.login()
+            self._relogged_at = asyncio.get_running_loop().time()
 
     async def fetch(
         self, path: str, *, params: Mapping[str, str | int] | None = None, what: str = ""
@@ -166,7 +230,7 @@ class Session:
             body = await response.body()
             return Fetched(response.url, response.status, response.headers, body)
 
-        return await self._until_logged_in(get, lambda reply: self.lost(reply.url, reply.status), what)
+        return await self._until_logged_in(get, self._lost_reply, what)
 
     async def render(self, path: str, *, what: str = "") -> Page:
         """Load ``path`` in the session's page, as a person's browser would; returns the page."""
@@ -191,7 +255,8 @@ class Session:
     async def screenshot(self, page: Page, path: Path) -> None:
         """A full-page screenshot with every password field masked."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=path, full_page=True, mask=[page.locator("input[type=password]")])
+        passwords = [page.locator("input[type=password]")]
+        await page.screenshot(path=path, full_page=True, mask=passwords, timeout=EVIDENCE_MS)
 
     async def _until_logged_in(
         self, call: Callable[[], Awaitable[Any]], lost: Callable[[Any], bool], what: str
@@ -201,7 +266,7 @@ class Session:
             reply = await self.polite.fetch(call, what)
             if not lost(reply):
                 return reply
-            await self.relogin(generation)
+            await self.relogin(generation, expired=says_expired(await _said(reply, self._page)))
         raise SystemUnavailable(
             f"{self.system.name} logged us out again right after each login ({what}); try again later"
         )
@@ -209,6 +274,10 @@ class Session:
     def lost(self, url: str, status: int) -> bool:
         """Did this response send us to the login page (or say 401)?"""
         return status == 401 or urlsplit(url).path == self.system.login_path
+
+    def _lost_reply(self, reply: Fetched) -> bool:
+        """``lost()``, or a short answer saying the session ended (``{"code": 1001, "msg": "登录超时"}``)."""
+        return self.lost(reply.url, reply.status) or says_logged_out(reply.body)
 
     async def _proves_logged_in(self, page: Page | None = None) -> bool:
         if page is not None and await page.locator(self.system.logged_in).count():
@@ -245,27 +314,60 @@ class Session:
         logger.debug("recycled the browser context of {}", self.system.name)
 
 
-def _failure(outcome: LoginOutcome, system: System, account: str, said: str) -> Exception:
+def _failure(outcome: str, system: System, account: str, said: str, spent: int) -> HarvestFailure:
     where = f"{system.title} ({system.name}/{account})"
     said = f" The system said: {said}" if said else ""
+    unpark = f"`harvest vault set {system.name} {account} --password`"
     if outcome == "bad_credentials":
         return BadCredentials(
             f"{where} rejected the password. The account is parked and will not be tried again until "
-            f"a person updates it with `harvest vault set {system.name} {account} --password`.{said}"
+            f"a person updates it with {unpark}.{said}"
         )
     if outcome == "locked":
         return AccountLocked(
             f"{where} says the account is locked. It is parked: unlock it with the system's administrator, "
-            f"then `harvest vault set {system.name} {account} --password` to use it again.{said}"
+            f"then {unpark} to use it again.{said}"
+        )
+    if outcome == "unknown":
+        return LoginUnrecognised(
+            f"{where} answered the login with a page the robot does not recognise, so the password may "
+            f"have been refused. The account is parked so that it cannot be locked: look at login.png in "
+            f"the run's folder, log in by hand once if in doubt, then {unpark}.{said}"
+        )
+    if outcome == "unconfirmed":
+        return LoginUnconfirmed(
+            f"{where} left {spent} login attempt(s) unanswered (errors or time-outs) since the last "
+            f"good login, and it locks after {system.lockout_threshold} wrong passwords: the account is "
+            f"parked rather than risk one more. Check the system works (log in by hand once), then {unpark}."
         )
     if outcome == "system_unavailable":
         return SystemUnavailable(f"{where} did not answer the login form; the run will be tried later.{said}")
-    if outcome == "needs_human":
-        return NeedsHuman(
-            f"{where} needs a person to log in (a captcha OCR could not read): run "
-            f"`harvest run ROBOT --account {account}` in a terminal and answer the prompt.{said}"
-        )
-    return NeedsHuman(f"{where}: the login ended on a page the robot does not recognise.{said}")
+    return NeedsHuman(
+        f"{where} needs a person to log in (a captcha OCR could not read, or a step the robot cannot do): "
+        f"run `harvest run ROBOT --account {account}` in a terminal and answer the prompt.{said}"
+    )
+
+
+async def _said(reply: Any, page: Page | None) -> str:
+    """The text of the answer that ended a session: a fetched body, or the rendered page."""
+    if isinstance(reply, Fetched):
+        return reply.text[:4096]
+    try:
+        return await page.inner_text("body") if page is not None else ""
+    except Exception:  # a page that navigated on: the reason is lost, which counts as not expired
+        return ""
+
+
+async def _evidence(page: Page) -> dict[str, bytes]:
+    """The login page as the robot last saw it, password fields masked, for the run's folder."""
+    files: dict[str, bytes] = {}
+    try:
+        files["login.html"] = (await page.content()).encode("utf-8")
+        passwords = [page.locator("input[type=password]")]
+        files["login.png"] = await page.screenshot(full_page=True, mask=passwords, timeout=EVIDENCE_MS)
+    except Exception as exc:  # evidence is best effort: never hide the login's own failure
+        logger.debug("no login evidence: {}", exc)
+    return files
 
 
 EXTENSIONS = {
@@ -280,10 +382,30 @@ def _blocked_urls(kinds: frozenset[str]) -> re.Pattern[str]:
     return re.compile(rf"\.({types})(\?|#|$)", re.IGNORECASE)
 
 
-def _charset(headers: Mapping[str, str]) -> str:
+def _charset(headers: Mapping[str, str]) -> str | None:
     content_type = headers.get("content-type", "")
     for part in content_type.split(";"):
         name, _, value = part.strip().partition("=")
         if name.lower() == "charset" and value:
-            return value.strip('"')
-    return "utf-8"
+            return _codec(value.strip('"'))
+    return None
+
+
+META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_-]+)""", re.IGNORECASE)
+
+
+def _meta_charset(body: bytes) -> str:
+    """The charset a page declares in its ``<meta>`` (old IIS servers send ``text/html`` bare)."""
+    match = META_CHARSET.search(body[:4096])
+    return _codec(match.group(1).decode("ascii")) if match else "utf-8"
+
+
+def _codec(name: str) -> str:
+    """GB2312 and GBK pages use characters only their superset GB18030 decodes; unknown names: UTF-8."""
+    name = name.lower()
+    if name in ("gb2312", "gbk", "gb_2312-80", "x-gbk", "cp936"):
+        return "gb18030"
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return "utf-8"

@@ -11,31 +11,37 @@ if TYPE_CHECKING:
     from connectors._login import LoginAttempt
 
 LoginOutcome = Literal[
-    "ok", "bad_credentials", "bad_captcha", "locked", "system_unavailable", "needs_human", "unknown"
+    "ok",  # the system showed the declared logged-in proof
+    "bad_credentials",  # it said the user name or password is wrong
+    "bad_captcha",  # it said the captcha was wrong: the only answer after which a password is sent again
+    "locked",  # it said the account is locked or frozen, or answered 429
+    "system_unavailable",  # 5xx, a dropped connection or a time-out: spent, but not explained
+    "needs_human",  # nothing was sent: a captcha nobody could read, a step only a person can do
+    "unknown",  # spent, and the answer is nothing we recognise: the account is parked
 ]
-
-# What the systems' login pages say, by outcome; matched as substrings of the error text.
-MESSAGES: Mapping[LoginOutcome, tuple[str, ...]] = {
-    "locked": ("锁定", "冻结", "locked"),
-    "bad_captcha": ("验证码",),
-    "bad_credentials": ("密码错误", "用户名或密码", "用户不存在", "账号或密码", "password"),
-    "system_unavailable": ("系统繁忙", "服务不可用", "稍后再试"),
-}
 
 
 @dataclass(frozen=True)
 class FormLogin:
-    """A login form, by CSS selectors; the defaults fit the common 用户名/密码/验证码 form."""
+    """A login form. Every selector is optional: without one, the form is found by its password field.
+
+    ``username`` is then the text input before the password field, ``submit`` the form's submit
+    button (or a button saying 登录), the captcha an image whose name says captcha/验证码 with the
+    input beside it. What the system shows after submitting is read wherever it appears (new text,
+    toasts, ``alert()`` dialogs); ``error`` names one more place to read, and ``messages`` adds a
+    system's own texts to the ones recognised out of the box (they never replace the rule that an
+    unrecognised answer parks the account).
+    """
 
     path: str = "/login"
-    username: str = "#username"
-    password: str = "#password"
-    submit: str = "button[type=submit]"
-    captcha_input: str = "#captcha"
-    captcha_image: str = "#captcha-img"
-    totp_input: str = "#otp"
-    error: str = ".alert-error, .error, .el-message--error"
-    messages: Mapping[LoginOutcome, tuple[str, ...]] = field(default_factory=lambda: dict(MESSAGES))
+    username: str | None = None
+    password: str | None = None
+    submit: str | None = None
+    captcha_input: str | None = None
+    captcha_image: str | None = None
+    totp_input: str | None = None
+    error: str | None = None
+    messages: Mapping[LoginOutcome, tuple[str, ...]] = field(default_factory=dict)
 
 
 # A custom login: given the login attempt (page, credentials, captcha solver), do the
@@ -71,7 +77,9 @@ class System:
     logged_in: str  # a CSS selector present only when logged in
     login: FormLogin | CustomLogin = field(default_factory=FormLogin)
     captcha: Literal["none", "image"] = "none"
-    lockout_threshold: int = 3  # wrong passwords that lock the account on the system's side
+    # Wrong passwords that lock the account on the system's side. Unexplained submissions (5xx,
+    # drops) since the last good login are kept below ``lockout_threshold - 1``, across runs.
+    lockout_threshold: int = 3
     politeness: Politeness = field(default_factory=Politeness)
     session_hours: float = 8.0  # how long a saved session is worth trying again
 

@@ -1,7 +1,8 @@
 """The bundled sandbox systems, declared as a unit declares its real ones.
 
-Their base URLs follow the default ``HARVEST_SANDBOX_PORT`` (8701, 8702, 8703); the demo
-and the tests point them at wherever the sandbox runs with ``HARVEST_SYSTEM_URLS``.
+Their base URLs follow the default ``HARVEST_SANDBOX_PORT`` (8701, 8702, 8703; the systems
+of other shapes, declared in ``connectors/sandbox_*.py``, take 8704 to 8706); the demo and the
+tests point them at wherever the sandbox runs with ``HARVEST_SYSTEM_URLS``.
 """
 
 from connectors import FormLogin, Politeness, System
@@ -28,7 +29,7 @@ civil = System(
     base_url="http://127.0.0.1:8702",
     home="/elderly",
     logged_in="#current-user",
-    login=FormLogin(submit="#login-button"),
+    login=FormLogin(),
     captcha="image",
     lockout_threshold=3,
     politeness=SANDBOX_POLITENESS,
@@ -40,7 +41,7 @@ market = System(
     base_url="http://127.0.0.1:8703",
     home="/entities",
     logged_in="#current-user",
-    login=FormLogin(submit="#login-button"),
+    login=FormLogin(),
     captcha="image",
     lockout_threshold=3,
     politeness=SANDBOX_POLITENESS,

@@ -27,8 +27,6 @@ from pydantic import ValidationError
 
 from connectors import (
     EXIT_CODES,
-    AccountLocked,
-    BadCredentials,
     Credentials,
     HarvestFailure,
     LayoutChanged,
@@ -198,6 +196,7 @@ class Harvester:
                     scope=info.scope,
                     settings=self.settings,
                     on_page=lambda: self.progress.advanced(key, pages=1),
+                    max_pages=robot.max_pages,
                 )
                 records = await self._harvest(robot, walk, run_id, key)
                 run = await asyncio.to_thread(
@@ -209,15 +208,18 @@ class Harvester:
                 report = self._failed(base, run_id, "layout_changed", str(exc), artifacts)
             except AccountParked:  # another process parked it since we looked
                 parked = self._parked(robot, self.vault.get(system.name, account), base)
-                report = self._failed(base, run_id, parked.kind or "bad_credentials", parked.message)
-            except (BadCredentials, AccountLocked) as exc:
-                self.vault.park(system.name, account, kind=exc.kind, message=str(exc))
-                report = self._failed(base, run_id, exc.kind, str(exc))
-            except HarvestFailure as exc:
-                artifacts = (
-                    await self._evidence(run_id, walk, session) if isinstance(exc, LayoutChanged) else None
+                report = self._failed(
+                    base, run_id, parked.kind or "bad_credentials", parked.message, parks=True
                 )
-                report = self._failed(base, run_id, exc.kind, str(exc), artifacts)
+            except HarvestFailure as exc:
+                if exc.parks:
+                    self.vault.park(system.name, account, kind=exc.kind, message=str(exc))
+                artifacts = (
+                    await self._evidence(run_id, walk, session, files=exc.evidence)
+                    if isinstance(exc, LayoutChanged) or exc.evidence
+                    else None
+                )
+                report = self._failed(base, run_id, exc.kind, str(exc), artifacts, parks=exc.parks)
             except asyncio.CancelledError:
                 self.store.fail(
                     run_id, "cancelled", "the run was stopped; nothing was published", status="cancelled"
@@ -272,6 +274,7 @@ class Harvester:
             recycle_pages=self.settings.context_recycle_pages,
             allow=robot.allow,
             on_login=_mask_cookies,
+            ledger=self.vault.login_ledger(system.name, info.account),
         )
         try:
             await session.open()
@@ -310,6 +313,7 @@ class Harvester:
             logger.warning(
                 "{} of {} rows did not validate and were left out (first: {})", invalid, read, first_error
             )
+        _check_whole(robot, walk, read)
         if batch:
             await asyncio.to_thread(self.store.stage, run_id, batch)
             self.progress.advanced(key, records=len(batch))
@@ -323,11 +327,18 @@ class Harvester:
         self.vault.save_session(system.name, account, state, ttl=dt.timedelta(hours=system.session_hours))
 
     async def _evidence(
-        self, run_id: str, walk: Walk | None, session: Session | None, error: BaseException | None = None
+        self,
+        run_id: str,
+        walk: Walk | None,
+        session: Session | None,
+        error: BaseException | None = None,
+        files: dict[str, bytes] | None = None,
     ) -> str | None:
         """Save what the robot last saw (HTML or JSON, a masked screenshot, the traceback)."""
         folder = self._artifacts(run_id)
         folder.mkdir(parents=True, exist_ok=True)
+        for name, data in (files or {}).items():  # the login page a failure brought along
+            (folder / name).write_bytes(data)
         if walk is not None and walk.last_body:
             suffix = ".json" if walk.last_body.lstrip().startswith(("{", "[")) else ".html"
             (folder / f"last-page{suffix}").write_text(walk.last_body, encoding="utf-8")
@@ -355,10 +366,12 @@ class Harvester:
         kind: str,
         message: str,
         artifacts: str | None = None,
+        *,
+        parks: bool = False,
     ) -> RunReport:
         message = redact(message)
         self.store.fail(run_id, kind, message, artifacts=artifacts)
-        status = "parked" if kind in ("bad_credentials", "locked") else "failed"
+        status = "parked" if parks else "failed"
         return dataclasses.replace(
             base, status=status, kind=kind, message=message, run_id=run_id, artifacts=artifacts
         )
@@ -371,6 +384,34 @@ class Harvester:
         )
         return dataclasses.replace(
             base, status="parked", kind=info.parked_kind or "bad_credentials", message=message
+        )
+
+
+def _check_whole(robot: RobotSpec, walk: Walk, read: int) -> None:
+    """A run never ends ``ok`` with rows it could not read, with nothing read, or short of the stated total.
+
+    Zero records pass only where the system positively said so (an empty-table row such as
+    暂无数据, or a stated total of 0): a first run of a robot that reads nothing is otherwise
+    the sign of a table it does not understand, and the shrink guard cannot catch a first run.
+    """
+    tally, expected = walk.tally, walk.expected
+    rows = read + tally.dropped
+    if tally.dropped > robot.invalid_tolerance * rows:
+        raise LayoutChanged(
+            f"{tally.dropped} of {rows} table rows could not be read into {robot.record.__name__} (too few "
+            "cells for the columns named): the table's layout may have changed; see last-page.html"
+        )
+    if tally.dropped:
+        logger.warning("{} of {} table rows could not be read and were left out", tally.dropped, rows)
+    if read == 0 and not tally.said_empty and expected != 0:
+        raise LayoutChanged(
+            f"the walk read {walk.pages_read} page(s) and found no records, and the system did not say the "
+            "list is empty: the robot's selectors or columns may not match the pages; see last-page.html"
+        )
+    if expected is not None and read < expected:
+        raise LayoutChanged(
+            f"the system says the list holds {expected} records but the walk read {read}: pages were "
+            "missed (a pager the robot does not read right?) and nothing was published; see last-page.html"
         )
 
 

@@ -237,7 +237,7 @@ def test_from_settings_builds_the_configured_channels(
 FIXES = {
     "bad_credentials": ("密码错误", "harvest vault set population donghu --password"),
     "locked": ("锁定", "harvest vault set population donghu --password"),
-    "needs_human": ("验证码", "harvest run residents --account donghu"),
+    "needs_human": ("登录需要人工处理", "harvest run residents --account donghu"),
     "layout_changed": ("页面结构已变化", "runs/run-7f3a/"),
     "system_unavailable": ("无法访问", "自动重试"),
     "stale": ("已超过 36 小时未更新", "harvest status"),

@@ -44,4 +44,6 @@ def test_demo_robots_harvest_exactly_each_accounts_records(
 
 
 def _text(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.astype(str).replace({"None": "", "nan": ""}).reset_index(drop=True)
+    # Missing values are None, NaN or "" depending on the column's type and pandas' version.
+    text = frame.astype(object).where(frame.notna(), "").astype(str)
+    return text.replace({"None": ""}).reset_index(drop=True)

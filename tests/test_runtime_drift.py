@@ -75,11 +75,28 @@ def test_rows_that_fail_validation_beyond_the_tolerance_are_drift(
 
 @robot(system=population, record=Person, dataset="persons", name="t_half")
 async def half(walk: Walk):
-    """Sees only the first page: as if a filter the robot does not know about had been set."""
+    """Sees a filtered list (the system states the filtered total): as if a filter had been left set."""
+    async for page in walk.pages("/persons?size=50&tag=独居老人&page={n}", last=".pagination a"):
+        for row in page.table("table.persons", columns=PERSON_COLUMNS):
+            yield row | {"community": walk.scope}
+
+
+@robot(system=population, record=Person, dataset="persons", name="t_first_page")
+async def first_page(walk: Walk):
+    """Reads the first page only, as a robot with a pager it does not follow would."""
     async for page in walk.pages("/persons?size=50&page={n}"):
         for row in page.table("table.persons", columns=PERSON_COLUMNS):
             yield row | {"community": walk.scope}
         return
+
+
+def test_fewer_records_than_the_pages_state_publish_nothing_on_a_first_run(
+    settings: Settings, store: Store, vault: Vault
+) -> None:
+    (short,) = harvest(settings, store, vault, [("t_first_page", "nanshan")])
+    assert (short.status, short.kind, short.exit_code) == ("failed", "layout_changed", 5)
+    assert "the system says the list holds" in short.message and "read 50" in short.message
+    assert snapshot(store, "persons").empty
 
 
 def test_far_fewer_records_than_the_last_good_run_publish_nothing(

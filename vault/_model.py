@@ -26,6 +26,7 @@ class AccountInfo:
     parked_at: dt.datetime | None
     last_used: dt.datetime | None
     has_totp: bool
+    unconfirmed_logins: int = 0  # password submissions the system left unanswered since the last good login
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: datetimes as ISO 8601 text."""

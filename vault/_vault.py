@@ -109,11 +109,39 @@ def _info(entry: dict[str, Any]) -> AccountInfo:
         parked_at=_time(entry["parked_at"]),
         last_used=_time(entry["last_used"]),
         has_totp=entry["totp_seed"] is not None,
+        unconfirmed_logins=entry.get("unconfirmed_logins", 0),
     )
 
 
 def _unpark(entry: dict[str, Any]) -> None:
-    entry.update(status="ok", parked_kind=None, parked_message=None, parked_at=None, session=None)
+    # A person vouches for the credentials again: the count of unanswered logins starts over.
+    entry.update(
+        status="ok", parked_kind=None, parked_message=None, parked_at=None, session=None, unconfirmed_logins=0
+    )
+
+
+class LoginLedger:
+    """One account's count of spent, unconfirmed password submissions, kept in the vault.
+
+    It outlives runs and processes (and machines sharing the vault file), so that a system
+    answering logins with errors night after night cannot be driven to its lockout.
+    """
+
+    def __init__(self, vault: Vault, system: str, account: str) -> None:
+        self._vault, self._system, self._account = vault, system, account
+
+    def spent(self) -> int:
+        return self._vault.get(self._system, self._account).unconfirmed_logins
+
+    def spend(self) -> int:
+        return self._vault._count_login(self._system, self._account, +1)
+
+    def refund(self) -> None:
+        self._vault._count_login(self._system, self._account, -1)
+
+    def confirm(self) -> None:
+        if self.spent():
+            self._vault._count_login(self._system, self._account, None)
 
 
 class Vault:
@@ -344,6 +372,22 @@ class Vault:
         info = self._change(change)
         self._audit("park", system, account, kind=kind)
         return info
+
+    def login_ledger(self, system: str, account: str) -> LoginLedger:
+        """The account's count of unconfirmed password submissions, for the session's lockout rule."""
+        self._entry(self._read(), system, account)
+        return LoginLedger(self, system, account)
+
+    def _count_login(self, system: str, account: str, delta: int | None) -> int:
+        """Add ``delta`` to the unconfirmed-login count (``None``: a good login sets it to 0)."""
+
+        def change(payload: Payload) -> int:
+            entry = self._entry(payload, system, account)
+            count = 0 if delta is None else max(0, entry.get("unconfirmed_logins", 0) + delta)
+            entry["unconfirmed_logins"] = count
+            return count
+
+        return self._change(change)
 
     # -- sessions ------------------------------------------------------------------------------
 
