@@ -6,6 +6,7 @@ switchable, over one deterministic synthetic world.
 """
 
 from sandbox._accounts import DemoAccount
+from sandbox._captcha import STYLES as CAPTCHA_STYLES
 from sandbox._captcha import Captcha, new_captcha
 from sandbox._server import SPECS, Sandbox, SandboxError
 from sandbox._switches import Switches
@@ -13,6 +14,7 @@ from sandbox._system import SandboxSystem
 from sandbox._world import REFERENCE_DATE, Community, World, generate_world
 
 __all__ = [
+    "CAPTCHA_STYLES",
     "REFERENCE_DATE",
     "SPECS",
     "Captcha",

@@ -8,6 +8,7 @@ session when the same account logs in again.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import secrets
 import time
@@ -25,10 +26,27 @@ EndReason = Literal["expired", "kicked", "logout"]
 
 SWEEP_AT = 2_000  # sessions held before idle ones are swept
 
-MSG_BAD_PASSWORD = "用户名或密码错误，还可尝试 {left} 次"
-MSG_BAD_CAPTCHA = "验证码错误，请重新输入"
-MSG_LOCKED = "账号已锁定，请 {minutes} 分钟后再试"
-MSG_BAD_CSRF = "页面已过期，请刷新后重新登录"
+
+
+@dataclass(frozen=True)
+class Wording:
+    """What one system's login door says, and with which HTTP status; systems differ in both."""
+
+    bad_password: str = "用户名或密码错误，还可尝试 {left} 次"
+    bad_captcha: str = "验证码错误，请重新输入"
+    locked: str = "账号已锁定，请 {minutes} 分钟后再试"
+    bad_csrf: str = "页面已过期，请刷新后重新登录"
+    rejected_status: int = 200  # a wrong password or captcha
+    locked_status: int = 200
+
+
+# Texts no robot framework can know in advance (the ``unfamiliar_texts`` switch): a
+# vendor's own codes, with none of the usual words for password, account or failure.
+UNFAMILIAR = Wording(
+    bad_password="核验未通过 [E1027]，剩余机会 {left}",
+    bad_captcha="输入项核验未通过 [E2003]",
+    locked="暂停服务 [E4290]，{minutes} 分钟后恢复",
+)
 END_MESSAGES: dict[str, str] = {
     "expired": "会话已超时，请重新登录",
     "kicked": "您的账号已在其他地方登录，当前会话已失效",
@@ -67,6 +85,7 @@ class LoginResult:
     outcome: LoginOutcome
     message: str = ""
     session: Session | None = None
+    status: int = 200  # the HTTP status the system answers this attempt with
 
 
 class LoginRequired(Exception):
@@ -82,6 +101,8 @@ class Gate:
     accounts: dict[str, DemoAccount]
     switches: Switches
     rng: random.Random
+    wording: Wording = field(default_factory=Wording)
+    captcha_style: Callable[[random.Random], Captcha] = new_captcha
     clock: Callable[[], float] = time.monotonic
     sessions: dict[str, Session] = field(default_factory=dict)
     attempts: deque[LoginAttempt] = field(default_factory=lambda: deque(maxlen=10_000))
@@ -100,24 +121,31 @@ class Gate:
         return session
 
     def new_captcha(self, session: Session) -> bytes:
-        session.captcha = new_captcha(self.rng)
+        session.captcha = self.captcha_style(self.rng)
         return session.captcha.png
 
     def login(self, session: Session, username: str, password: str, csrf: str, captcha: str) -> LoginResult:
         """Check one login attempt in the order real systems do: CSRF, captcha, lock, password."""
+        words = self.words
         if not secrets.compare_digest(session.csrf, csrf):
-            return self._record(username, LoginResult("bad_csrf", MSG_BAD_CSRF))
+            return self._record(username, LoginResult("bad_csrf", words.bad_csrf, status=403))
         if self.switches.captcha:
             expected, session.captcha = session.captcha, None  # single use, right or wrong
             if expected is None or not expected.matches(captcha):
-                return self._record(username, LoginResult("bad_captcha", MSG_BAD_CAPTCHA))
+                result = LoginResult("bad_captcha", words.bad_captcha, status=words.rejected_status)
+                return self._record(username, result)
         if self.is_locked(username):
-            return self._record(username, LoginResult("locked", self._locked_message()))
+            return self._record(username, self._locked_result())
         account = self.accounts.get(username)
         if account is None or not secrets.compare_digest(account.password, password):
             return self._record(username, self._wrong_password(username))
         self._failures.pop(username, None)
         return self._record(username, LoginResult("ok", session=self._authenticate(session, username)))
+
+    @property
+    def words(self) -> Wording:
+        """The wording in force: the system's own, or texts nobody has seen before."""
+        return UNFAMILIAR if self.switches.unfamiliar_texts else self.wording
 
     def is_locked(self, username: str) -> bool:
         return self._locked_until.get(username, 0.0) > self.clock()
@@ -215,11 +243,16 @@ class Gate:
         if left <= 0 and username in self.accounts:
             self._locked_until[username] = self.clock() + self.switches.lockout_minutes * 60
             self._failures.pop(username, None)
-            return LoginResult("bad_password", self._locked_message())
-        return LoginResult("bad_password", MSG_BAD_PASSWORD.format(left=max(left, 1)))
+            return dataclasses.replace(self._locked_result(), outcome="bad_password")
+        words = self.words
+        return LoginResult(
+            "bad_password", words.bad_password.format(left=max(left, 1)), status=words.rejected_status
+        )
 
-    def _locked_message(self) -> str:
-        return MSG_LOCKED.format(minutes=f"{self.switches.lockout_minutes:g}")
+    def _locked_result(self) -> LoginResult:
+        words = self.words
+        text = words.locked.format(minutes=f"{self.switches.lockout_minutes:g}")
+        return LoginResult("locked", text, status=words.locked_status)
 
     def _record(self, username: str, result: LoginResult) -> LoginResult:
         self.attempts.append(LoginAttempt(username, result.outcome, self.clock()))

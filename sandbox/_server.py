@@ -14,14 +14,17 @@ from typing import Self
 import uvicorn
 
 from sandbox._accounts import DemoAccount
+from sandbox._assist import SPEC as ASSIST
 from sandbox._civil import SPEC as CIVIL
+from sandbox._disability import SPEC as DISABILITY
+from sandbox._health import SPEC as HEALTH
 from sandbox._market import SPEC as MARKET
 from sandbox._population import SPEC as POPULATION
 from sandbox._switches import Switches
 from sandbox._system import SandboxSystem, SystemSpec
 from sandbox._world import World
 
-SPECS: tuple[SystemSpec, ...] = (POPULATION, CIVIL, MARKET)
+SPECS: tuple[SystemSpec, ...] = (POPULATION, CIVIL, MARKET, HEALTH, ASSIST, DISABILITY)
 
 
 class _QuietDrops(logging.Filter):

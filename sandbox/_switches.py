@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -23,6 +25,14 @@ class Switches(BaseModel):
     cards_per_batch: int = Field(default=20, ge=1, le=100, description="Cards per 加载更多 batch (market).")
     rate_limit_per_s: float = Field(
         default=0, ge=0, description="Requests per second per client before 429 (0: no limit)."
+    )
+
+    login_fault: Literal["", "500", "drop"] = Field(
+        default="",
+        description="Answer each login POST with a 500 or a drop, after checking the password.",
+    )
+    unfamiliar_texts: bool = Field(
+        default=False, description="Login errors in wording no framework knows (vendor codes)."
     )
 
     def set_from_text(self, name: str, value: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -20,7 +20,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.types import ASGIApp
 
 from sandbox._accounts import DemoAccount, demo_accounts
-from sandbox._gate import END_MESSAGES, Gate, LoginRequired, Session
+from sandbox._captcha import Captcha, new_captcha
+from sandbox._gate import END_MESSAGES, Gate, LoginRequired, Session, Wording
 from sandbox._switches import Switches
 from sandbox._traffic import CONTROL_PREFIX, Traffic, TrafficLog
 from sandbox._world import World
@@ -48,6 +49,12 @@ class SystemSpec:
     home: str
     datasets: tuple[Dataset, ...]
     add_routes: Callable[[FastAPI, SandboxSystem], None]
+    wording: Wording = field(default_factory=Wording)
+    captcha_style: Callable[[random.Random], Captcha] = new_captcha
+    login_page: str = "/login"  # where a request without a live session is sent
+    login_post: str = "/login"  # where the login form posts (the ``login_fault`` switch hits it)
+    # False: the system brings its own login page, captcha and logout routes (``add_routes``).
+    standard_login: bool = True
 
 
 class SandboxSystem:
@@ -61,18 +68,27 @@ class SandboxSystem:
         communities = [(c.code, c.name) for c in world.communities]
         self.accounts = demo_accounts(world.seed, spec.code, spec.prefix, communities)
         rng_seed = f"{world.seed}/{spec.code}"
-        self.gate = Gate({a.username: a for a in self.accounts}, self.switches, random.Random(rng_seed))
+        self.gate = Gate(
+            {a.username: a for a in self.accounts},
+            self.switches,
+            random.Random(rng_seed),
+            wording=spec.wording,
+            captcha_style=spec.captcha_style,
+        )
         self.traffic = TrafficLog()
+        whole = {ds.name: ds.frame(world) for ds in spec.datasets}
         self._scoped = {
-            ds.name: {code: frame for code, frame in ds.frame(world).groupby("community", sort=False)}
-            for ds in spec.datasets
+            name: {code: part for code, part in frame.groupby("community", sort=False)}
+            for name, frame in whole.items()
         }
+        self._empty = {name: frame.iloc[0:0] for name, frame in whole.items()}  # a community with none
         self.url = ""
         self.app: ASGIApp = Traffic(
             _build_app(self),
             switches=self.switches,
             gate=self.gate,
             cookie_name=spec.cookie_name,
+            login_post=spec.login_post,
             log=self.traffic,
             rng=random.Random(f"{rng_seed}/faults"),
         )
@@ -98,7 +114,7 @@ class SandboxSystem:
         """The records of ``dataset`` that ``username`` may see, in the system's own order."""
         frames = self._scoped[dataset]
         scope = self.scope_of(username)
-        return frames[scope] if scope in frames else next(iter(frames.values())).iloc[0:0]
+        return frames[scope] if scope in frames else self._empty[dataset]
 
     def truth(self, dataset: str, username: str) -> pd.DataFrame:
         """Ground truth for tests: exactly the records ``username`` is permitted to see."""
@@ -165,7 +181,7 @@ def _build_app(system: SandboxSystem) -> FastAPI:
             return JSONResponse({"code": 401, "msg": END_MESSAGES[exc.reason]}, status_code=401)
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(
-            f"/login?{urlencode({'reason': exc.reason, 'next': target})}", status_code=303
+            f"{spec.login_page}?{urlencode({'reason': exc.reason, 'next': target})}", status_code=303
         )
 
     @app.exception_handler(RecordRefused)
@@ -177,6 +193,17 @@ def _build_app(system: SandboxSystem) -> FastAPI:
     @app.get("/")
     async def root() -> Response:
         return RedirectResponse(spec.home, status_code=303)
+
+    if spec.standard_login:
+        _add_login_routes(app, system)
+    _add_control_routes(app, system)
+    spec.add_routes(app, system)
+    return app
+
+
+def _add_login_routes(app: FastAPI, system: SandboxSystem) -> None:
+    """The common 用户名/密码/验证码 form of the first three systems."""
+    spec = system.spec
 
     @app.get("/login")
     async def login_page(request: Request, reason: str = "", next: str = "") -> Response:
@@ -205,9 +232,14 @@ def _build_app(system: SandboxSystem) -> FastAPI:
         session = system.gate.anonymous(request.cookies.get(spec.cookie_name))
         result = system.gate.login(session, username.strip(), password, csrf_token, captcha)
         if result.session is None:
-            status = 403 if result.outcome == "bad_csrf" else 200
             response = _login_form(
-                system, request, session, error=result.message, username=username, next=next, status=status
+                system,
+                request,
+                session,
+                error=result.message,
+                username=username,
+                next=next,
+                status=result.status,
             )
             response.set_cookie(spec.cookie_name, session.token, httponly=True, samesite="lax")
             return response
@@ -222,10 +254,6 @@ def _build_app(system: SandboxSystem) -> FastAPI:
             return system.render(request, "error.html", 403, session=session, message="请求无效，请刷新页面")
         system.gate.logout(session)
         return RedirectResponse("/login?reason=logout", status_code=303)
-
-    _add_control_routes(app, system)
-    spec.add_routes(app, system)
-    return app
 
 
 def _login_form(

@@ -58,6 +58,7 @@ class Traffic:
         switches: Switches,
         gate: Gate,
         cookie_name: str,
+        login_post: str = "/login",
         log: TrafficLog,
         rng: random.Random,
         clock: Callable[[], float] = time.monotonic,
@@ -66,6 +67,7 @@ class Traffic:
         self.switches = switches
         self.gate = gate
         self.cookie_name = cookie_name
+        self.login_post = login_post
         self.log = log
         self.rng = rng
         self.clock = clock
@@ -107,6 +109,9 @@ class Traffic:
             )
             await response(scope, receive, send)
             return
+        if sw.login_fault and scope["method"] == "POST" and scope["path"] == self.login_post:
+            await self._login_fault(scope, receive, send)
+            return
         draw = self.rng.random()
         if draw < sw.fault_500_rate:
             self.log.faults["500"] += 1
@@ -122,6 +127,20 @@ class Traffic:
             self.log.faults["slow"] += 1
             await asyncio.sleep(sw.slow_seconds)
         await self.app(scope, receive, send)
+
+    async def _login_fault(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The worst kind of broken login: the system checks (and counts) the password, then fails."""
+
+        async def swallow(message: Message) -> None:
+            pass
+
+        await self.app(scope, receive, swallow)
+        if self.switches.login_fault == "drop":
+            self.log.faults["drop"] += 1
+            await _drop(send)
+        else:
+            self.log.faults["500"] += 1
+            await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
 
     def _rate_limited(self, client: str) -> int:
         """Seconds to wait if ``client`` is over the rate, else 0 (a one-second sliding window)."""

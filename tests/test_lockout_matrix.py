@@ -1,0 +1,183 @@
+"""The lockout matrix: on every sandbox system, whatever goes wrong at login, ten runs in a row
+never cost the account more than one failed password check, and never lock it.
+
+The systems differ in every way a login can (form markup, where and how errors show, toasts,
+``alert()`` dialogs, HTTP statuses, captcha styles), and one row speaks in texts no framework
+has seen: the guarantee is the invariant in ``connectors/_session.py``, not a list of texts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from robots import RobotSpec, discover
+from sandbox import SPECS, Sandbox, SandboxSystem
+from settings import Settings
+from store import Store
+from tests.runtime_helpers import harvest
+from vault import Vault
+
+pytestmark = pytest.mark.browser
+
+RUNS = 10
+ACCOUNT = 0  # the first community's account of each system
+
+
+def _wrong_password(system: SandboxSystem, vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+    vault.set(system.code, system.accounts[ACCOUNT].account, password="Not-the-password-1")
+
+
+def _unfamiliar_text(system: SandboxSystem, vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+    system.switches.unfamiliar_texts = True
+    _wrong_password(system, vault, monkeypatch)
+
+
+def _login_500(system: SandboxSystem, vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+    system.switches.login_fault = "500"
+    _wrong_password(system, vault, monkeypatch)
+
+
+def _login_drop(system: SandboxSystem, vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+    system.switches.login_fault = "drop"
+    _wrong_password(system, vault, monkeypatch)
+
+
+def _captcha_miss(system: SandboxSystem, vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+    system.switches.captcha = True
+    draw = system.gate.new_captcha
+
+    def stale(session):  # the image shown is never the answer expected
+        png = draw(session)
+        draw(session)
+        return png
+
+    monkeypatch.setattr(system.gate, "new_captcha", stale)
+
+
+def _locked(system: SandboxSystem, vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+    username = system.accounts[ACCOUNT].username
+    threshold = system.switches.lockout_threshold
+    for _ in range(threshold):  # someone else's mistakes, before our runs
+        session = system.gate.anonymous(None)
+        system.gate.login(session, username, "someone-else's-typo", session.csrf, "")
+    assert system.gate.is_locked(username)
+    system.gate.attempts.clear()  # count only what our runs do
+
+
+Setup = Callable[[SandboxSystem, Vault, pytest.MonkeyPatch], None]
+ROWS: dict[str, tuple[Setup, str]] = {
+    "wrong password": (_wrong_password, "bad_credentials"),
+    "a wrong-password text never seen": (_unfamiliar_text, "needs_human"),
+    "5xx on the login POST": (_login_500, "system_unavailable"),
+    "dropped connection on the login POST": (_login_drop, "system_unavailable"),
+    "captcha miss": (_captcha_miss, "needs_human"),
+    "locked account": (_locked, "locked"),
+}
+
+
+def _robot_of(code: str) -> RobotSpec:
+    return next(spec for spec in discover().values() if spec.system.name == code)
+
+
+@pytest.mark.parametrize("row", list(ROWS))
+@pytest.mark.parametrize("code", [spec.code for spec in SPECS])
+def test_ten_runs_cost_at_most_one_failed_password_check(
+    settings: Settings,
+    store: Store,
+    vault: Vault,
+    sandbox: Sandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    code: str,
+    row: str,
+) -> None:
+    system = sandbox[code]
+    account = system.accounts[ACCOUNT]
+    setup, first_kind = ROWS[row]
+    setup(system, vault, monkeypatch)
+    settings = settings.model_copy(update={"captcha_attempts": 1})
+
+    reports = harvest(settings, store, vault, [(_robot_of(code), account.account)] * RUNS)
+
+    assert system.gate.wrong_passwords(account.username) <= 1, [r.message for r in reports]
+    if row != "locked account":
+        assert not system.gate.is_locked(account.username)
+    assert reports[0].kind == first_kind, reports[0].message
+    assert all(r.status != "ok" for r in reports)
+    if row == "captcha miss":  # nothing spent, nothing parked: only a person can read it
+        assert vault.get(code, account.account).status == "ok"
+    else:
+        assert vault.get(code, account.account).status == "parked"
+        assert all(r.run_id is None for r in reports[2:]), "a parked account was tried again"
+
+
+def test_an_unrecognised_answer_parks_with_the_login_page_as_evidence(
+    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system = sandbox["population"]
+    _unfamiliar_text(system, vault, monkeypatch)
+
+    (report,) = harvest(settings, store, vault, [(_robot_of("population"), "donghu")])
+
+    assert (report.status, report.kind) == ("parked", "needs_human")
+    assert "E1027" in report.message and "parked" in report.message
+    folder = Path(report.artifacts or "")
+    assert (folder / "login.png").stat().st_size > 0
+    assert "E1027" in (folder / "login.html").read_text(encoding="utf-8")
+
+
+def test_unanswered_logins_are_counted_across_runs_and_reset_by_a_good_login(
+    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
+) -> None:
+    system = sandbox["civil"]
+    robot = _robot_of("civil")
+    system.switches.login_fault = "500"
+
+    (first,) = harvest(settings, store, vault, [(robot, "donghu")])  # one Harvester (process) ...
+    assert first.kind == "system_unavailable" and vault.get("civil", "donghu").unconfirmed_logins == 1
+    (second,) = harvest(settings, store, vault, [(robot, "donghu")])  # ... and the next one
+    assert (second.status, second.kind) == ("parked", "needs_human")
+    assert "left 1 login attempt(s) unanswered" in second.message
+    assert len([a for a in system.gate.attempts if a.username == system.accounts[0].username]) == 1
+
+    system.switches.login_fault = ""
+    vault.set("civil", "donghu", password=system.account("donghu").password)  # a person checked
+    (third,) = harvest(settings, store, vault, [(robot, "donghu")])
+    assert third.status == "ok", third.message
+    assert vault.get("civil", "donghu").unconfirmed_logins == 0
+
+
+def test_a_login_form_that_is_not_there_fails_fast_and_sends_nothing(
+    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
+) -> None:
+    robot = _robot_of("population")
+    missing = dataclasses.replace(
+        robot.system, login=dataclasses.replace(robot.system.login, username="#no-such-input")
+    )
+    (report,) = harvest(settings, store, vault, [(dataclasses.replace(robot, system=missing), "donghu")])
+
+    assert (report.status, report.kind) == ("failed", "layout_changed")
+    assert "#no-such-input" in report.message and "nothing was sent" in report.message
+    assert list(sandbox["population"].gate.attempts) == []
+
+
+def test_kicked_out_twice_in_one_run_stops_instead_of_taking_the_session_back(
+    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_runtime_faults import HOOKS
+
+    system = sandbox["population"]
+    username = system.account("nanshan").username
+    for page in (2, 4):  # a colleague logs in with the same account, twice
+        HOOKS[page] = lambda: system.gate.end_sessions(username, "kicked")
+
+    (report,) = harvest(settings, store, vault, [("t_pages20", "nanshan")])
+
+    assert (report.status, report.kind) == ("failed", "needs_human"), report.message
+    assert "someone else" in report.message and report.logins == 2
+    kicked = [e for e in system.gate.events if e.username == username and e.event == "kicked"]
+    assert len(kicked) == 2  # ours: we ended nobody's session a second time
+    assert vault.get("population", "nanshan").status == "ok"  # nothing wrong with the password
