@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     context_recycle_pages: int = Field(
         default=200, ge=1, description="Pages a browser context serves before it is recycled (bounds memory)."
     )
+    max_pages: int = Field(
+        default=10_000,
+        ge=1,
+        description="Pages one list may have: a walk reaching it stops as drift (per robot: max_pages=).",
+    )
     captcha_attempts: int = Field(
         default=6, ge=1, description="Captchas read by OCR before a person is asked (or the run needs one)."
     )

@@ -29,7 +29,7 @@ from connectors._errors import (
     SystemUnavailable,
 )
 from connectors._login import Credentials, LoginAttempt, LoginLedger, MemoryLedger
-from connectors._polite import Polite
+from connectors._polite import Polite, backoff
 from connectors._session import Fetched, Session
 from connectors._system import FormLogin, LoginOutcome, Politeness, System
 
@@ -62,6 +62,7 @@ __all__ = [
     "System",
     "SystemUnavailable",
     "TerminalSolver",
+    "backoff",
     "launch_browser",
     "launch_options",
     "owned_browsers",

@@ -72,7 +72,7 @@ class Polite:
         """
         problem = ""
         for attempt in range(self.politeness.retries + 1):
-            wait = _backoff(attempt)
+            wait = backoff(attempt)
             async with self.slot():
                 try:
                     reply = await call()
@@ -96,7 +96,7 @@ class Polite:
         )
 
 
-def _backoff(attempt: int) -> float:
+def backoff(attempt: int) -> float:
     """Exponential backoff with full jitter, so retrying robots do not stampede together."""
     return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
 

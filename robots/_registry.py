@@ -40,6 +40,7 @@ class RobotSpec:
     schedule: str
     allow: frozenset[str]  # resource types (image, font, media) this robot needs loaded
     invalid_tolerance: float
+    max_pages: int | None  # pages one list may have before the walk stops as drift; None: HARVEST_MAX_PAGES
     module: str
     doc: str
 
@@ -57,11 +58,13 @@ def robot(
     name: str | None = None,
     allow: frozenset[str] | set[str] = frozenset(),
     invalid_tolerance: float = INVALID_TOLERANCE,
+    max_pages: int | None = None,
 ) -> Callable[[WalkFunction], WalkFunction]:
     """Register an async generator function of one ``Walk`` that yields the records it reads.
 
     ``dataset`` defaults to the function's name and ``title`` (what staff read on the desk) to the
-    dataset; ``schedule`` is a five-field cron line.
+    dataset; ``schedule`` is a five-field cron line. ``max_pages`` raises (or lowers) the pages one
+    list may have, ``HARVEST_MAX_PAGES`` otherwise: a walk that reaches it stops as drift.
     """
 
     def register(walk: WalkFunction) -> WalkFunction:
@@ -73,6 +76,8 @@ def robot(
             raise RobotDeclarationError(
                 f"robot {robot_name}: schedule {schedule!r} is not a five-field cron line like '0 2 * * *'"
             )
+        if max_pages is not None and max_pages < 1:
+            raise RobotDeclarationError(f"robot {robot_name}: max_pages={max_pages} must be at least 1")
         known = _ROBOTS.get(robot_name)
         if known is not None and known.module != walk.__module__:
             raise RobotDeclarationError(
@@ -88,6 +93,7 @@ def robot(
             schedule=schedule,
             allow=frozenset(allow),
             invalid_tolerance=invalid_tolerance,
+            max_pages=max_pages,
             module=walk.__module__,
             doc=next(iter((walk.__doc__ or "").strip().splitlines()), ""),
         )

@@ -1,7 +1,7 @@
 """What a robot's walk receives: one typed context with every way real systems hand out records.
 
 - ``pages()``: numbered list pages, read without rendering (the fast path) or rendered;
-- ``follow()``: a "下一页" link from page to page;
+- ``follow()``: a "下一页" link from page to page, read by its address or clicked;
 - ``load_more()``: a "加载更多" button or infinite scroll, rendered;
 - ``api_pages()`` and ``json()``: the system's own JSON API, through the logged-in session;
 - ``capture_json()``: the JSON a page's own scripts load;
@@ -9,31 +9,43 @@
 
 Every request goes through the session: polite, retried, and logged in again if the
 system sends us back to its login page, after which the walk resumes where it stopped.
+A list clicked through is retried the same way when a click brings an error page.
+
+Every list walk ends, and ends at the real end (``robots._paging`` says how);
+``walk.expected`` is what the pages said the walk should yield, for the runner to check.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import io
+import itertools
 import json
 import math
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 from urllib.parse import urljoin
 
 import pandas as pd
 from loguru import logger
-from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page as BrowserPage
 
-from connectors import LayoutChanged, NeedsHuman, Session, SystemUnavailable
-from connectors._session import Fetched
-from robots._page import Page, rename
+from connectors import Fetched, LayoutChanged, NeedsHuman, Session, SystemUnavailable
+from robots._page import Page, Tally, rename
+from robots._paging import (
+    Listing,
+    Numbering,
+    address,
+    clicked,
+    fetch_ahead,
+    grew,
+    item_prints,
+    page_count,
+    same_page,
+    where,
+    zero_based,
+)
 from settings import Settings
-
-T = TypeVar("T")
-GROWTH_TIMEOUT_MS = 10_000  # how long a "load more" may take before we try again
 
 
 class Walk:
@@ -48,20 +60,35 @@ class Walk:
         scope: str,
         settings: Settings,
         on_page: Callable[[], None] = lambda: None,
+        max_pages: int | None = None,
     ) -> None:
         self.session = session
         self.run_id = run_id
         self.account = account
         self.scope = scope
         self.settings = settings
+        self.max_pages = max_pages  # pages one list may have; None: HARVEST_MAX_PAGES
         self.log = logger.bind(run=run_id[:8])
         self.pages_read = 0
         self.last_url = ""  # the latest page or response read: saved as evidence when the layout drifts
         self.last_body = ""
+        self.tally = Tally()  # the rows every page of this walk mapped, dropped or saw said empty
+        self._listings: list[Listing] = []  # every list walked, with the record count its pages stated
         self._on_page = on_page
 
     def __repr__(self) -> str:
         return f"Walk({self.session.system.name}/{self.account}, run={self.run_id[:8]})"
+
+    @property
+    def expected(self) -> int | None:
+        """The records the system says the walk should yield: each list's latest stated total, summed."""
+        stated = [listing.total for listing in self._listings if listing.total is not None]
+        return sum(stated) if stated else None
+
+    def _listing(self, path: str) -> Listing:
+        listing = Listing(path, cap=self.max_pages or self.settings.max_pages, log=self.log, taken=self._take)
+        self._listings.append(listing)
+        return listing
 
     async def page(self) -> BrowserPage:
         """The Playwright page of this walk, for what the helpers below do not cover."""
@@ -73,46 +100,115 @@ class Walk:
         *,
         last: str | None = None,
         render: bool = False,
-        start: int = 1,
+        start: int | None = None,
         ready: str | None = None,
     ) -> AsyncIterator[Page]:
         """Numbered pages: ``path`` holds ``{n}`` where the page number goes.
 
-        With ``last`` (a CSS selector over the pager's page numbers) the page count is read from
-        the first page and the rest are fetched concurrently, within the system's politeness;
-        without it, pages are read one by one until one yields no rows. ``render=True`` loads
-        each page in Chromium (and waits for ``ready``) instead of reading its HTML directly.
+        With ``last`` (a CSS selector over the pager) the page count is read from the first page
+        (its page numbers, where its links go, and its stated total over its rows) and the pages
+        are fetched concurrently, within the system's politeness; then the next page is read to
+        confirm the list ends there. Without it, a few pages are fetched ahead and the walk ends
+        at the first page with no rows. Pages number from 0 or 1 as the first page's links show,
+        unless ``start`` says. ``render=True`` loads each page in Chromium (and waits for
+        ``ready``), one at a time, instead of reading its HTML directly.
         """
-        if "{n}" not in path:
-            raise ValueError(f"pages({path!r}): put {{n}} where the page number goes, e.g. /list?page={{n}}")
-        first = await self._read(path.format(n=start), start, render=render, ready=ready)
-        yield first
-        if last is not None:
-            final = _last_page_number(first, last)
-            numbers = range(start + 1, final + 1)
-            fetch = lambda n: self._read(path.format(n=n), n, render=render, ready=ready)  # noqa: E731
-            async for page in self._ahead(numbers, fetch, concurrent=not render):
+        numbering = Numbering(self.session.system.url(path))
+        listing = self._listing(path)
+        fetched: dict[int, Page] = {}  # page 1 of a list found to number from 0, read before page 0
+
+        async def read(n: int) -> Page:
+            if n in fetched:
+                return fetched.pop(n)
+            return await self._read(numbering.at(n), n, render=render, ready=ready)
+
+        first = await read(1 if start is None else start)
+        if start is None:
+            start = 0 if zero_based(first, numbering) else 1
+            if start == 0:
+                fetched[1], first = first, await read(0)
+        if not numbering.holds(first):
+            raise LayoutChanged(
+                f"{path}: page {first.number} went to {where(first.url)}: the list's address may have changed"
+            )
+        yield listing.take(first)
+        listing.repeats(first.fingerprints, first.number)
+        window = 0 if render else self.session.polite.politeness.concurrency
+        if last is None:
+            if not first.rows:
+                listing.ended(f"page {first.number} has no rows")
+                return
+            rest = listing.to_the_end(numbering, itertools.count(start + 1), read, window=window)
+        else:
+            count = page_count(first, last, numbering, start)
+            if count > listing.cap:
+                raise listing.too_long(f"its pager says {count} pages")
+            rest = listing.counted(numbering, range(start + 1, start + count), read, window=2 * window)
+        async with contextlib.aclosing(rest) as pages:
+            async for page in pages:
                 yield page
-            return
-        page, number = first, start
-        while page.rows:
-            number += 1
-            page = await self._read(path.format(n=number), number, render=render, ready=ready)
-            yield page
 
     async def follow(
-        self, path: str, *, next: str, render: bool = False, ready: str | None = None
+        self,
+        path: str,
+        *,
+        next: str,
+        render: bool = False,
+        ready: str | None = None,
+        frame: str | None = None,
     ) -> AsyncIterator[Page]:
-        """Pages linked by a "下一页" link: ``next`` selects it; the walk ends where it is absent."""
-        url: str | None = path
-        number = 1
-        while url is not None:
-            page = await self._read(url, number, render=render, ready=ready)
-            yield page
+        """Pages linked by a "下一页" link that ``next`` selects.
+
+        Without rendering, the walk fetches where the link goes. With ``render=True`` it clicks the
+        link in Chromium, as ``javascript:__doPostBack(...)`` pagers need, waits for the list to
+        change (and for ``ready``), and reads it; ``frame`` selects the ``<iframe>`` the list lives
+        in. The walk ends where the link is absent or disabled, a click changes nothing, a page
+        repeats earlier rows or goes back to an address read before. A click answered with an
+        error page (5xx, a dropped connection) is retried with backoff, within the system's
+        ``retries``, and the walk goes on from where it was.
+        """
+        if frame is not None and not render:
+            raise ValueError(
+                "follow(frame=...): a list inside an <iframe> is read rendered: pass render=True"
+            )
+        listing = self._listing(path)
+        if render:
+            pages = clicked(self.session, listing, next=next, ready=ready, frame=frame, tally=self.tally)
+        else:
+            pages = self._linked(listing, path, next=next)
+        async with contextlib.aclosing(pages) as walk:
+            async for page in walk:
+                yield page
+
+    async def _linked(self, listing: Listing, path: str, *, next: str) -> AsyncIterator[Page]:
+        read: set[tuple[str, str, frozenset[tuple[str, str]]]] = set()
+        url = self.session.system.url(path)
+        while True:
+            if address(url) in read:
+                listing.ended(f"the next link of page {listing.pages} goes back to {where(url)}, read before")
+                return
+            page = await self._read(url, listing.pages + 1, render=False, ready=None)
+            if address(page.url) in read:
+                listing.ended(f"page {page.number} redirected to {where(page.url)}, read before")
+                return
+            read |= {address(url), address(page.url)}
+            yield listing.take(page)
+            if listing.repeats(page.fingerprints, page.number):
+                listing.ended(f"page {page.number} repeats earlier rows")
+                return
             link = page.tree.css_first(next)
-            href = link.attributes.get("href") if link is not None else None
-            url = urljoin(page.url, href) if href else None
-            number += 1
+            href = (link.attributes.get("href") or "").strip() if link is not None else ""
+            if not href:
+                listing.ended(f"page {page.number} has no next link")
+                return
+            if href.lower().startswith("javascript:"):
+                raise LayoutChanged(
+                    f"{path}: the next link of page {page.number} is a script ({href[:60]}): "
+                    "walk it with follow(..., render=True)"
+                )
+            if listing.pages >= listing.cap:
+                raise listing.too_long()
+            url = urljoin(page.url, href)
 
     async def load_more(
         self, path: str, *, item: str, button: str | None = None, ready: str | None = None
@@ -150,7 +246,7 @@ class Walk:
                         await browser_page.click(button)
                     else:
                         await browser_page.mouse.wheel(0, 10_000)
-                if await _grew(browser_page, item, cursor, login):
+                if await grew(browser_page, item, cursor, login):
                     continue
                 lost = self.session.lost(browser_page.url, 200)
                 if button is None and not lost:
@@ -192,9 +288,12 @@ class Walk:
         """Every page of a paged JSON list API (``{total, rows}``, as RuoYi-style back ends answer).
 
         ``fields`` renames the API's keys to the record's fields; a key that is missing is drift.
+        The walk ends at the page ``total`` makes the last, or at an empty page before it; a page
+        repeating earlier items means the API does not read ``page_param``: drift.
         """
+        listing = self._listing(path)
 
-        async def read(n: int) -> tuple[int, list[dict[str, Any]]]:
+        async def read(n: int) -> tuple[int, list[Any]]:
             body = await self.json(path, {**(params or {}), page_param: n, size_param: size})
             if not isinstance(body, dict) or rows not in body or total not in body:
                 raise LayoutChanged(
@@ -202,13 +301,36 @@ class Walk:
                 )
             self.pages_read += 1
             self._on_page()
-            items = body[rows] or []
-            return int(body[total]), [rename(i, fields, path) for i in items] if fields else list(items)
+            return int(body[total]), list(body[rows] or [])
+
+        def records(items: list[Any]) -> list[dict[str, Any]]:
+            return [rename(i, fields, path) for i in items] if fields else items
 
         count, items = await read(1)
-        yield items
-        async for _, items in self._ahead(range(2, math.ceil(count / size) + 1), read):
-            yield items
+        listing.stated(count)
+        if count == 0 and not items:
+            self.tally.said_empty = True  # the API's own count: as positive as an empty table
+        listing.repeats(item_prints(items), 1)
+        pages = math.ceil(count / size)
+        if pages > listing.cap:
+            raise listing.too_long(f"its total of {count} makes {pages} pages")
+        yield records(items)
+        window = 2 * self.session.polite.politeness.concurrency
+        async with contextlib.aclosing(fetch_ahead(range(2, pages + 1), read, window=window)) as ahead:
+            number = 1
+            async for count, items in ahead:
+                number += 1
+                listing.stated(count)
+                if not items:
+                    listing.ended(f"page {number} is empty")
+                    return
+                if listing.repeats(item_prints(items), number):
+                    raise LayoutChanged(
+                        f"{path}: page {number} repeats the items of earlier pages: the API may not read "
+                        f"{page_param!r} as the page number"
+                    )
+                yield records(items)
+        listing.ended(f"it is the last of the {count} records the API counts")
 
     async def capture_json(self, path: str, match: str) -> Any:
         """Load ``path`` rendered and return the JSON of the first response whose URL contains ``match``."""
@@ -248,27 +370,34 @@ class Walk:
             raise LayoutChanged(f"{path} is not a readable .xlsx report ({exc})") from exc
         self._note(path, frame.head(20).to_csv(index=False))
         records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
-        if not records:
+        if not records:  # the headers, and no rows under them: the system says the list is empty
             _check_headers(list(frame.columns), columns, path)
+            self.tally.said_empty = True
         return [rename(row, columns, path) for row in records]
 
     async def _read(self, path: str, number: int | None, *, render: bool, ready: str | None) -> Page:
+        """One list page, not yet taken: a page fetched ahead may be discarded unseen."""
         if render:
             browser_page = await self.session.render(path)
-            if ready is not None:
-                await browser_page.wait_for_selector(ready)
+            if ready is not None and same_page(self.session.system.url(path), browser_page.url):
+                await browser_page.wait_for_selector(ready)  # a page sent elsewhere may never show it
             html, url = await browser_page.content(), browser_page.url
         else:
             reply = await self.session.fetch(path)
             self._check(reply, path)
             html, url = reply.text, reply.url
+        return Page(html, url, number, self.tally)
+
+    def _take(self, page: Page) -> Page:
+        """A page the walk hands to the robot: counted, and kept as the evidence if it drifted."""
         self.pages_read += 1
         self._on_page()
-        return self._page(html, url, number)
+        self._note(page.url, page.html)
+        return page
 
     def _page(self, html: str, url: str, number: int | None) -> Page:
         self._note(url, html)
-        return Page(html, url, number)
+        return Page(html, url, number, self.tally)
 
     async def _open(
         self, path: str, *, ready: str | None, items: str, at_least: int, button: str | None = None
@@ -286,7 +415,7 @@ class Walk:
                     await browser_page.click(button)
                 else:
                     await browser_page.mouse.wheel(0, 10_000)
-            if not await _grew(browser_page, items, shown, login):
+            if not await grew(browser_page, items, shown, login):
                 break
         return browser_page
 
@@ -305,47 +434,6 @@ class Walk:
     def _note(self, url: str, body: str) -> None:
         self.last_url, self.last_body = url, body
 
-    async def _ahead(
-        self, numbers: Iterable[int], fetch: Callable[[int], Awaitable[T]], *, concurrent: bool = True
-    ) -> AsyncIterator[T]:
-        """``fetch(n)`` for each number, a few ahead at once, yielded in order."""
-        window = 2 * self.session.polite.politeness.concurrency if concurrent else 1
-        todo = iter(numbers)
-        pending: deque[asyncio.Task[T]] = deque()
-
-        def top_up() -> None:
-            while len(pending) < window and (n := next(todo, None)) is not None:
-                pending.append(asyncio.ensure_future(fetch(n)))
-
-        top_up()
-        try:
-            while pending:
-                result = await pending.popleft()
-                top_up()
-                yield result
-        finally:
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-
 
 def _check_headers(headers: list[str], columns: Mapping[str, str], where: str) -> None:
     rename(dict.fromkeys(headers), {h: h for h in columns}, where)
-
-
-def _last_page_number(page: Page, selector: str) -> int:
-    numbers = [int(text) for node in page.select(selector) if (text := node.text(strip=True)).isdigit()]
-    return max(numbers, default=page.number or 1)
-
-
-async def _grew(page: BrowserPage, items: str, count: int, login_path: str) -> bool:
-    """Wait for more than ``count`` items; False on a timeout or a trip to the login page."""
-    try:
-        await page.wait_for_function(
-            "([css, n, login]) => document.querySelectorAll(css).length > n || location.pathname === login",
-            arg=[items, count, login_path],
-            timeout=GROWTH_TIMEOUT_MS,
-        )
-        return await page.locator(items).count() > count
-    except PlaywrightError:  # a timeout, or a navigation that destroyed the page's context
-        return False

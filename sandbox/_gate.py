@@ -27,7 +27,6 @@ EndReason = Literal["expired", "kicked", "logout"]
 SWEEP_AT = 2_000  # sessions held before idle ones are swept
 
 
-
 @dataclass(frozen=True)
 class Wording:
     """What one system's login door says, and with which HTTP status; systems differ in both."""
