@@ -16,6 +16,7 @@ import httpx
 from typer.testing import CliRunner
 
 from cli import app
+from sandbox import SPECS
 
 runner = CliRunner()
 
@@ -25,8 +26,9 @@ def test_sandbox_accounts_prints_one_account_per_system_and_community() -> None:
     assert result.exit_code == 0, result.output
     accounts = json.loads(result.stdout)
     assert {(a["system"], a["scope"]) for a in accounts} == {
-        (system, scope) for system in ("population", "civil", "market") for scope in ("donghu", "xiyuan")
+        (spec.code, scope) for spec in SPECS for scope in ("donghu", "xiyuan")
     }
+    assert len(SPECS) == 6
     assert all(a["username"] and a["password"] for a in accounts)
     again = json.loads(
         runner.invoke(app, ["sandbox", "--accounts", "--persons", "300", "--communities", "2"]).stdout
@@ -70,7 +72,7 @@ def test_sandbox_serves_in_the_foreground_until_interrupted(tmp_path: Path) -> N
                 break
             output += line
         urls = re.findall(r"http://127\.0\.0\.1:\d+", output)
-        assert len(urls) == 3, output
+        assert len(urls) == len(SPECS), output
         assert "rk_donghu" in output and "layout_changed=True" in output
         login = httpx.get(f"{urls[0]}/login")
         assert login.status_code == 200 and "人口管理系统" in login.text

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors import FormLogin, System
 from sandbox import Sandbox
 from settings import Settings
 from store import Store
@@ -51,3 +52,13 @@ def test_the_readme_robot_runs_against_the_sandbox(
     truth = sandbox["population"].truth("persons", sandbox["population"].account("donghu").username)
     assert report.status == "ok" and report.records == len(truth)
     assert len([line for line in block.strip().splitlines() if line.strip()]) <= 16
+
+
+def test_the_readme_system_declaration_is_a_system_the_form_finder_can_use() -> None:
+    (block,) = [b for b in _python_blocks() if "= System(" in b]
+    names: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), names)
+    system = names["health"]
+    assert isinstance(system, System) and isinstance(system.login, FormLogin)
+    assert system.login.username is None and system.login.password is None  # found by the password field
+    assert system.lockout_threshold == 5 and system.url("/admin/index").endswith(":8080/admin/index")
