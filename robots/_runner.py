@@ -390,8 +390,8 @@ class Harvester:
 def _check_whole(robot: RobotSpec, walk: Walk, read: int) -> None:
     """A run never ends ``ok`` with rows it could not read, with nothing read, or short of the stated total.
 
-    Zero records pass only where the system positively said so (an empty-table row such as
-    暂无数据, or a stated total of 0): a first run of a robot that reads nothing is otherwise
+    Zero records pass only where the system positively said so (a stated total of 0, or an
+    empty-table row such as 暂无数据 and no rows anywhere): a first run that reads nothing is otherwise
     the sign of a table it does not understand, and the shrink guard cannot catch a first run.
     """
     tally, expected = walk.tally, walk.expected
@@ -403,7 +403,9 @@ def _check_whole(robot: RobotSpec, walk: Walk, read: int) -> None:
         )
     if tally.dropped:
         logger.warning("{} of {} table rows could not be read and were left out", tally.dropped, rows)
-    if read == 0 and not tally.said_empty and expected != 0:
+    # An empty-table row counts only where no page had rows: the page after the last says 暂无数据 too.
+    said_empty = expected == 0 or (expected is None and tally.said_empty and tally.rows == 0)
+    if read == 0 and not said_empty:
         raise LayoutChanged(
             f"the walk read {walk.pages_read} page(s) and found no records, and the system did not say the "
             "list is empty: the robot's selectors or columns may not match the pages; see last-page.html"

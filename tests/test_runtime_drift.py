@@ -128,3 +128,35 @@ def test_a_robot_that_raises_fails_alone_with_its_traceback_kept(
     assert "ZeroDivisionError: a bug in the robot" in broken.message
     assert "raise ZeroDivisionError" in (Path(broken.artifacts or "") / "traceback.txt").read_text()
     assert snapshot(store, "persons").equals(before) and good.status == "ok"
+
+
+@robot(system=population, record=Person, dataset="persons", name="t_reads_nothing")
+async def reads_nothing(walk: Walk):
+    """Walks every page and yields nothing, as a robot whose table reading matches no row would."""
+    async for page in walk.pages("/persons?size=100&page={n}", last=".pagination a"):
+        page.table("table.persons", columns=PERSON_COLUMNS)
+    return
+    yield
+
+
+@robot(system=population, record=Person, dataset="persons", name="t_nobody")
+async def nobody(walk: Walk):
+    """A search that finds nobody: the system shows its 暂无数据 row."""
+    async for page in walk.pages("/persons?size=100&name=查无此人&page={n}", last=".pagination a"):
+        for row in page.table("table.persons", columns=PERSON_COLUMNS):
+            yield row | {"community": walk.scope}
+
+
+def test_a_first_run_that_reads_pages_but_no_records_publishes_nothing(
+    settings: Settings, store: Store, vault: Vault
+) -> None:
+    (empty,) = harvest(settings, store, vault, [("t_reads_nothing", "donghu")])
+    assert (empty.status, empty.kind) == ("failed", "layout_changed"), empty.message
+    assert "found no records" in empty.message and empty.pages >= 3
+
+
+def test_a_list_the_system_says_is_empty_is_an_ok_run_of_no_records(
+    settings: Settings, store: Store, vault: Vault
+) -> None:
+    (empty,) = harvest(settings, store, vault, [("t_nobody", "donghu")])
+    assert (empty.status, empty.records) == ("ok", 0), empty.message
