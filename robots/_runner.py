@@ -338,6 +338,8 @@ class Harvester:
         folder = self._artifacts(run_id)
         folder.mkdir(parents=True, exist_ok=True)
         for name, data in (files or {}).items():  # the login page a failure brought along
+            if name.endswith(".html"):  # a page may echo what was typed into it
+                data = redact(data.decode("utf-8", errors="replace")).encode("utf-8")
             (folder / name).write_bytes(data)
         if walk is not None and walk.last_body:
             suffix = ".json" if walk.last_body.lstrip().startswith(("{", "[")) else ".html"
