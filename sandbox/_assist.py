@@ -163,7 +163,7 @@ def add_routes(app: FastAPI, system: SandboxSystem) -> None:
             captcha=system.switches.captcha,
             info=END_MESSAGES.get(reason, ""),
         )
-        response.set_cookie(spec.cookie_name, session.token, httponly=True, samesite="lax")
+        system.set_session_cookie(response, session.token)
         return response
 
     @app.get("/user/vercode")
@@ -171,7 +171,7 @@ def add_routes(app: FastAPI, system: SandboxSystem) -> None:
         session = system.gate.anonymous(request.cookies.get(spec.cookie_name))
         response = Response(system.gate.new_captcha(session), media_type="image/png")
         response.headers["Cache-Control"] = "no-store"
-        response.set_cookie(spec.cookie_name, session.token, httponly=True, samesite="lax")
+        system.set_session_cookie(response, session.token)
         return response
 
     @app.post(LOGIN_POST)
@@ -187,11 +187,11 @@ def add_routes(app: FastAPI, system: SandboxSystem) -> None:
         )
         if result.session is None:
             response = JSONResponse({"code": 1, "msg": result.message}, status_code=result.status)
-            response.set_cookie(spec.cookie_name, session.token, httponly=True, samesite="lax")
+            system.set_session_cookie(response, session.token)
             return response
         token = result.session.token
         response = JSONResponse({"code": 0, "msg": "登录成功", "data": {"token": token}})
-        response.set_cookie(spec.cookie_name, token, httponly=True, samesite="lax")
+        system.set_session_cookie(response, token)
         return response
 
     @app.get("/user/logout")

@@ -186,7 +186,7 @@ def add_routes(app: FastAPI, system: SandboxSystem) -> None:
         return Response(html.encode(ENCODING), status_code=status, headers=headers)
 
     def with_cookie(response: Response, session: Session) -> Response:
-        response.set_cookie(spec.cookie_name, session.token, httponly=True, samesite="lax")
+        system.set_session_cookie(response, session.token)
         return response
 
     def login_form(session: Session, *, alert: str = "", username: str = "", status: int = 200) -> Response:

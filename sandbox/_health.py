@@ -184,7 +184,7 @@ def add_routes(app: FastAPI, system: SandboxSystem) -> None:
         session = system.gate.anonymous(request.cookies.get(system.spec.cookie_name))
         response = Response(system.gate.new_captcha(session), media_type="image/png")
         response.headers["Cache-Control"] = "no-store"
-        _set_cookie(system, response, session)
+        system.set_session_cookie(response, session.token)
         return response
 
     @app.post("/admin/doLogin")
@@ -202,7 +202,7 @@ def add_routes(app: FastAPI, system: SandboxSystem) -> None:
                 system, request, session, tip=result.message, name=loginName, status=result.status
             )
         response = RedirectResponse(system.spec.home, status_code=302)
-        _set_cookie(system, response, result.session)
+        system.set_session_cookie(response, result.session.token)
         return response
 
     @app.get("/admin/logout")
@@ -266,12 +266,8 @@ def _login_form(
         tip=tip,
         name=name,
     )
-    _set_cookie(system, response, session)
+    system.set_session_cookie(response, session.token)
     return response
-
-
-def _set_cookie(system: SandboxSystem, response: Response, session: Session) -> None:
-    response.set_cookie(system.spec.cookie_name, session.token, httponly=True, samesite="lax")
 
 
 SPEC = SystemSpec(

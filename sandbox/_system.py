@@ -136,6 +136,10 @@ class SandboxSystem:
             status_code=status_code,
         )
 
+    def set_session_cookie(self, response: Response, token: str) -> None:
+        """Give the browser this system's session cookie, as the systems' front doors do."""
+        response.set_cookie(self.spec.cookie_name, token, httponly=True, samesite="lax")
+
     def user(self, request: Request) -> Session:
         """The logged-in session of this request, or ``LoginRequired``."""
         return self.gate.user(request.cookies.get(self.spec.cookie_name))
@@ -209,7 +213,7 @@ def _add_login_routes(app: FastAPI, system: SandboxSystem) -> None:
     async def login_page(request: Request, reason: str = "", next: str = "") -> Response:
         session = system.gate.anonymous(request.cookies.get(spec.cookie_name))
         response = _login_form(system, request, session, info=END_MESSAGES.get(reason, ""), next=next)
-        response.set_cookie(spec.cookie_name, session.token, httponly=True, samesite="lax")
+        system.set_session_cookie(response, session.token)
         return response
 
     @app.get("/captcha.png")
@@ -217,7 +221,7 @@ def _add_login_routes(app: FastAPI, system: SandboxSystem) -> None:
         session = system.gate.anonymous(request.cookies.get(spec.cookie_name))
         response = Response(system.gate.new_captcha(session), media_type="image/png")
         response.headers["Cache-Control"] = "no-store"
-        response.set_cookie(spec.cookie_name, session.token, httponly=True, samesite="lax")
+        system.set_session_cookie(response, session.token)
         return response
 
     @app.post("/login")
@@ -241,10 +245,10 @@ def _add_login_routes(app: FastAPI, system: SandboxSystem) -> None:
                 next=next,
                 status=result.status,
             )
-            response.set_cookie(spec.cookie_name, session.token, httponly=True, samesite="lax")
+            system.set_session_cookie(response, session.token)
             return response
         response = RedirectResponse(_safe_next(next, spec.home), status_code=303)
-        response.set_cookie(spec.cookie_name, result.session.token, httponly=True, samesite="lax")
+        system.set_session_cookie(response, result.session.token)
         return response
 
     @app.post("/logout")
