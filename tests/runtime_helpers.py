@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 import pandas as pd
@@ -36,3 +37,13 @@ def snapshot(store: Store, dataset: str, scope: str | None = None) -> pd.DataFra
     with store.engine.connect() as conn:
         frame = pd.read_sql(query, conn)
     return frame.sort_values(frame.columns[0]).reset_index(drop=True)
+
+
+def flaky_tolerant(robot: str | RobotSpec, threshold: int = 5) -> RobotSpec:
+    """``robot`` on a system that locks after ``threshold`` wrong passwords instead of three.
+
+    Tests that inject random 500s hit the login POST too, and with three a single unanswered
+    login leaves no margin for another (the session parks rather than risk a lockout).
+    """
+    spec = registered()[robot] if isinstance(robot, str) else robot
+    return dataclasses.replace(spec, system=dataclasses.replace(spec.system, lockout_threshold=threshold))

@@ -13,7 +13,7 @@ from robots import RobotSpec, Walk, discover
 from sandbox import Sandbox, SandboxSystem
 from settings import Settings
 from store import Store
-from tests.runtime_helpers import harvest, snapshot
+from tests.runtime_helpers import flaky_tolerant, harvest, snapshot
 from vault import Vault
 
 pytestmark = pytest.mark.browser
@@ -66,9 +66,9 @@ def test_through_500s_and_a_session_ended_mid_walk_the_demo_robot_harvests_the_s
     settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
 ) -> None:
     system = sandbox["health"]
-    robot = _demo()
+    robot = flaky_tolerant(_demo())
     plan = [(_ending_the_session_after_the_first_row(robot, system, c), c) for c in COMMUNITIES]
-    system.switches.fault_500_rate = 0.1
+    system.switches.fault_500_rate, system.switches.lockout_threshold = 0.1, 5
     reports = harvest(settings, store, vault, plan)
     assert [(r.status, r.kind) for r in reports] == [("ok", None)] * 2, [r.message for r in reports]
     assert system.traffic.faults["500"] > 0
