@@ -9,6 +9,7 @@ tightest: a captcha word next to a word of rejection.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 
@@ -100,7 +101,13 @@ def says_logged_out(body: bytes | str) -> bool:
     if len(body) > LOGGED_OUT_MAX_BYTES:
         return False
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
-    return LOGGED_OUT.search(text) is not None
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return LOGGED_OUT.search(text) is not None  # a short page: "请先登录" and a script redirect
+    # Of a JSON answer only its own top-level words count: a record's "未登录" status is data.
+    said = " ".join(v for v in answer.values() if isinstance(v, str)) if isinstance(answer, dict) else ""
+    return LOGGED_OUT.search(said) is not None
 
 
 def says_expired(text: str) -> bool:

@@ -93,21 +93,23 @@ class LoginAttempt:
     ledger: LoginLedger = field(default_factory=MemoryLedger)
     message: str = ""  # what the system said, for the run's failure message
     submitted: bool = False  # a password went to the system
+    counted: bool = False  # ... and the ledger has it
 
     def submitting(self) -> None:
         """Say so right before the password leaves: it counts as spent until the system proves otherwise.
 
         Counted first, so that a process killed while the system is answering still counts it.
         """
-        if not self.submitted:
-            self.submitted = True
+        self.submitted = True
+        if not self.counted:
+            self.counted = True
             self.ledger.spend()
 
     def not_sent(self) -> None:
         """The page refused the form itself (nothing left it): the submission is not spent."""
-        if self.submitted:
-            self.submitted = False
+        if self.counted:
             self.ledger.refund()
+        self.submitted = self.counted = False
 
     def totp(self) -> str | None:
         seed = self.credentials.totp_seed

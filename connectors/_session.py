@@ -98,7 +98,6 @@ class Session:
         self.recycle_pages = recycle_pages
         self.blocked = BLOCKED_BY_DEFAULT - allow
         self.logins = 0  # successful logins in this session (0: a saved session was reused)
-        self.submissions = 0  # password submissions in this session
         self.generation = 0  # bumped by every login; requests compare it to share one re-login
         self._credentials = credentials
         self.ledger = ledger or MemoryLedger()
@@ -142,7 +141,7 @@ class Session:
         self.solver.reset()
         page = await self.context.new_page()
         self._logging_in = True  # the captcha image must load
-        misses = 0
+        misses = unanswered = 0
         try:
             while True:
                 self._check_budget()
@@ -155,7 +154,9 @@ class Session:
                 if outcome == "bad_captcha" and misses < CAPTCHA_MISSES:
                     misses += 1
                     continue  # a captcha miss is not a password miss: a fresh image, same password
-                if outcome == "system_unavailable" and self._may_submit():
+                retries = self.polite.politeness.retries
+                if outcome == "system_unavailable" and self._may_submit() and unanswered < retries:
+                    unanswered += 1  # bounded even when nothing was sent (a login page that never works)
                     await asyncio.sleep(UNCONFIRMED_PAUSE_S)
                     continue
                 failure = _failure(outcome, self.system, self.account, attempt.message, self.ledger.spent())
@@ -181,19 +182,19 @@ class Session:
     async def _attempt(self, attempt: LoginAttempt) -> str:
         login = form_login if isinstance(self.system.login, FormLogin) else self.system.login
         outcome: str = await login(attempt)
+        if attempt.submitted:
+            attempt.submitting()  # a custom login that only set ``submitted`` is counted too, late
         if outcome == "bad_captcha" and attempt.submitted:
             self.ledger.refund()  # the system said so: the password was not checked
         elif outcome in ("ok", "unknown"):
             if await self._proves_logged_in(attempt.page):
                 self.ledger.confirm()
-                self.submissions += attempt.submitted
                 return "ok"
             if outcome == "ok":
                 attempt.message = (
                     f"after login, {self.system.logged_in} is not on {self.system.home}. {attempt.message}"
                 ).strip()
             outcome = "unknown" if attempt.submitted else "needs_human"
-        self.submissions += attempt.submitted
         return outcome
 
     async def relogin(self, seen_generation: int, *, expired: bool = False) -> None:
