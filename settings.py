@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     desk_lock_minutes: float = Field(
         default=15, gt=0, description="How long a desk lock lasts, and the window failures count within."
     )
+    desk_trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description='Addresses of reverse proxies whose X-Forwarded-For the desk believes (JSON: ["127.0.0.1"]).',
+    )
 
     @property
     def resolved_database_url(self) -> str:
