@@ -142,3 +142,10 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; keyword arguments win over it."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+class ConfigurationError(ValueError):
+    """A setting, a schedule or a declaration that cannot work as written: one line that names the fix.
+
+    The CLI prints it as one line and exits 2; nothing has been sent or written when it is raised.
+    """
