@@ -109,7 +109,7 @@ def main() -> None:
                 f"{admin_p50:>11.1f}{admin_p95:>11.1f}{admin_p95 / max(store_p95, 0.1):>8.1f}x"
             )
         links = [
-            re.findall(r'href="(/person/[\w-]+)"', admin.get("/", params={"q": i[6:14]}).text)[0]
+            re.findall(r'href="(/person/[\w-]+)"', admin.get("/", params={"q": i}).text)[0]
             for i in world.persons["id_number"].sample(args.probes, random_state=6)
         ]
         p50, p95 = percentiles(lambda path: admin.get(path).raise_for_status(), links)

@@ -17,8 +17,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from desk._links import Sealer
-from store import REF_COLUMN, DatasetInfo, Freshness, Snapshot
-from store._snapshot import searched_fields
+from store import REF_COLUMN, Access, DatasetInfo, Freshness, Snapshot
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 SEARCH_LIMIT = 50  # persons on one result page; more asks for a narrower search
@@ -139,16 +138,21 @@ def flag_text(flags: str, view: DatasetView) -> str:
 
 
 def search(
-    snapshot: Snapshot, views: Iterable[DatasetView], query: str, scope: str | None, sealer: Sealer
+    snapshot: Snapshot,
+    views: dict[str, DatasetView],
+    query: str,
+    scope: str | None,
+    sealer: Sealer,
+    access: Access,
 ) -> SearchResult:
     """Search every dataset with searchable fields; rows of one person (same ID number) merge."""
     persons: dict[str, PersonHit] = {}
     others: list[Card] = []
     more = False
-    for view in views:
-        if not searched_fields(view.roles):
-            continue
-        frame = snapshot.query(view.name, search=query, scope=scope, limit=SEARCH_LIMIT + 1, refs=True)
+    for name, frame in snapshot.search(query, scope=scope, limit=SEARCH_LIMIT + 1, access=access).items():
+        view = views.get(name)
+        if view is None:
+            continue  # harvested since the catalog was read
         more |= len(frame) > SEARCH_LIMIT
         rows = frame.head(SEARCH_LIMIT).to_dict(orient="records")
         anonymous = []

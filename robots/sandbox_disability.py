@@ -11,7 +11,7 @@ from robots import Field, Record, Walk, robot
 
 
 class Disabled(Record):
-    card_no: str = Field(key=True, title="残疾人证号")
+    card_no: str = Field(key=True, role="id_derived", title="残疾人证号")
     name: str = Field(role="name", title="姓名")
     id_number: str = Field(role="id_number", title="身份证号")
     gender: str = Field(title="性别")

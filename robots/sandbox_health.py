@@ -18,7 +18,7 @@ class FamilyDoctor(Record):
     name: str = Field(role="name", title="姓名")
     id_number: str = Field(role="id_number", title="身份证号")
     gender: str = Field(title="性别")
-    birth_date: dt.date = Field(title="出生日期")
+    birth_date: dt.date = Field(role="birth_date", title="出生日期")
     phone: str | None = Field(None, role="phone", title="联系电话")
     doctor: str = Field(title="签约医生")
     team: str = Field(title="签约团队")

@@ -18,7 +18,23 @@ from pydantic import BaseModel, ConfigDict
 from store._cells import converter
 from store._idnumber import checked_id_number
 
-Role = Literal["id_number", "name", "phone", "address", "household", "community", "grid", "tags"]
+# What personal data a field holds, which decides how it is masked (store._masking). Beside the ID
+# number, name, phone and address: ``birth_date`` (its month and day are the ID number's hidden digits),
+# ``address_detail`` (unit, room, house number: what a masked address hides) and ``id_derived`` (a
+# number made from the ID number, such as 残疾人证号). The last four identify no one on their own.
+Role = Literal[
+    "id_number",
+    "name",
+    "phone",
+    "address",
+    "birth_date",
+    "address_detail",
+    "id_derived",
+    "household",
+    "community",
+    "grid",
+    "tags",
+]
 SCALARS: tuple[type, ...] = (str, int, float, Decimal, bool, dt.date, dt.datetime)
 
 

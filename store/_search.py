@@ -31,8 +31,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from store._idnumber import normalize_id_number
+from store._masking import mask_id_number, mask_phone
+
 SENTINEL = "\U0010fffd"  # appended to every indexed value; a private-use character
 _TOP = "\U0010ffff"
+# Six digits and more (a check X may end them): a phone's tail, an ID's birth date, a whole number.
+_NUMBER_SEARCH = re.compile(r"\d{6,}|\d{5,}X", re.ASCII)
 HASH_BYTES = 32 * 1024 * 1024  # FTS5's buffer of new index entries (its 'hashsize'); see ensure()
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
@@ -62,6 +67,27 @@ def search_supported(engine_or_conn: sa.Engine | sa.Connection) -> bool:
         return probe(engine_or_conn)
     with engine_or_conn.connect() as conn:
         return probe(conn)
+
+
+def _number(text: str) -> str:
+    return normalize_id_number(text).replace("-", "")
+
+
+def is_number_search(text: str) -> bool:
+    """Whether ``text`` searches for an ID or phone number, or a long part of one: six digits or more.
+
+    Those are the searches that could test a masked number's hidden digits, so they are audited and,
+    on the desk, rate-limited; names and addresses are not.
+    """
+    return bool(_NUMBER_SEARCH.fullmatch(_number(text)))
+
+
+def mask_number_search(text: str) -> str:
+    """A search for a number as the audit keeps it: masked like the phone or ID number it looks like."""
+    number = _number(text)
+    if not _NUMBER_SEARCH.fullmatch(number):
+        return text
+    return mask_phone(number) if len(number) == 11 and number[0] == "1" else mask_id_number(number)
 
 
 def _phrase(text: str) -> str:

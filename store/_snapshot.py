@@ -10,20 +10,20 @@ import datetime as dt
 import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from store._export import write_export
 from store._idnumber import normalize_id_number
-from store._masking import MASKED_ROLES, mask_frame, mask_value
-from store._search import SearchIndex, search_supported
+from store._masking import MASKED_ROLES, mask_frame, mask_value, scrub_value
+from store._search import SearchIndex, is_number_search, mask_number_search, search_supported
 from store._tables import Audit, Change, DatasetInfo, Run, _now, key_text
 
 SEARCHED_ROLES = ("name", "id_number", "phone", "address")
@@ -49,9 +49,7 @@ class Access:
 
     def check(self) -> None:
         if self.reveal and len(self.reason.strip()) < 2:
-            raise RevealRefused(
-                '显示完整信息需要说明理由：add --reason "…" saying why the full data is needed'
-            )
+            raise RevealRefused('显示完整信息需要说明理由：请加上 --reason "…"，写明为什么需要完整信息')
 
 
 @dataclass(frozen=True)
@@ -97,12 +95,65 @@ class Snapshot:
         (of the same scope): 独居老人 without an elderly-care record.
         ``refs`` adds a column ``_ref``: the record's ID number unmasked, for a caller that links to
         ``person()`` without showing it (the desk seals it into its links).
+        ``search`` looks into the searched fields (names, ID and phone numbers, addresses); under a
+        masked access an ID or phone number matches only whole or by the digits its mask shows.
+        A reveal is audited, and so is a search for a number (see ``_audit_read``).
         """
         access.check()
+        selection = {
+            "where": dict(where or {}),
+            "contains": dict(contains or {}),
+            "search": search,
+            "scope": scope,
+            "absent_from": absent_from,
+        }
+        frame = self._read(
+            dataset,
+            selection,
+            include_gone=include_gone,
+            limit=limit,
+            offset=offset,
+            refs=refs,
+            access=access,
+        )
+        self._audit_read(access, dataset, selection, len(frame))
+        return frame
+
+    def search(
+        self, text: str, *, scope: str | None = None, limit: int | None = None, access: Access = Access()
+    ) -> dict[str, pd.DataFrame]:
+        """``query(search=text, refs=True)`` over every dataset that has searched fields, by dataset:
+        one search box, so one audit entry."""
+        access.check()
+        selection = {"search": text, "scope": scope}
+        found = {
+            info.name: self._read(info.name, selection, limit=limit, refs=True, access=access)
+            for info in self.datasets()
+            if searched_fields(json.loads(info.roles))
+        }
+        self._audit_read(access, None, selection, sum(len(frame) for frame in found.values()))
+        return found
+
+    def _read(
+        self,
+        dataset: str,
+        selection: Mapping[str, Any],
+        *,
+        include_gone: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+        refs: bool = False,
+        access: Access,
+    ) -> pd.DataFrame:
+        """``query`` without its audit entry."""
         info, table = self._table(dataset)
         columns, roles = json.loads(info.columns), json.loads(info.roles)
+        where, contains = selection.get("where"), selection.get("contains")
+        search, scope = selection.get("search") or "", selection.get("scope")
         query = sa.select(*(table.c[c] for c in columns), table.c.scope, table.c.flags)
-        query = self._filtered(query, info, table, where, contains, search, scope, absent_from)
+        query = self._filtered(
+            query, info, table, where, contains, search, scope, selection.get("absent_from"), access
+        )
         if include_gone:
             query = query.add_columns(table.c.gone_run.is_not(None).label("gone"))
         else:
@@ -116,22 +167,30 @@ class Snapshot:
         query = query.limit(limit).offset(offset or None)
         with self.engine.connect() as conn:
             frame = pd.read_sql(query, conn)
+        return frame if access.reveal else mask_frame(frame, roles, keep=(REF_COLUMN,))
+
+    def _audit_read(
+        self, access: Access, dataset: str | None, selection: Mapping[str, Any], rows: int
+    ) -> None:
+        """A reveal is audited; so is a masked search for a number (ID or phone), the one kind that
+        could test a hidden digit. The number is kept masked: the audit is read by people too."""
+        search = selection.get("search") or ""
+        number = is_number_search(search)
+        detail = {**selection, "search": mask_number_search(search)} if number else dict(selection)
         if access.reveal:
-            self.audit(
-                access,
-                "reveal",
-                dataset,
-                {
-                    "where": dict(where or {}),
-                    "contains": dict(contains or {}),
-                    "search": search,
-                    "scope": scope,
-                    "absent_from": absent_from,
-                },
-                len(frame),
-            )
-            return frame
-        return mask_frame(frame, roles)
+            self.audit(access, "reveal", dataset, detail, rows)
+        elif number:
+            self.audit(access, "search", dataset, detail, rows)
+
+    def number_searches(self, actor: str, since: dt.datetime) -> int:
+        """How many masked searches for a number ``actor`` made since ``since`` (for a rate limit)."""
+        query = (
+            sa.select(sa.func.count())
+            .select_from(Audit)
+            .where(Audit.at >= since, Audit.action == "search", Audit.actor == actor)  # type: ignore[arg-type]
+        )
+        with self.engine.connect() as conn:
+            return conn.scalar(query) or 0
 
     def count(
         self,
@@ -142,11 +201,12 @@ class Snapshot:
         search: str = "",
         scope: str | None = None,
         absent_from: str | None = None,
+        access: Access = Access(),
     ) -> int:
-        """How many current records ``query`` with the same filters would return without a limit."""
+        """How many current records ``query`` with the same filters and access would return unlimited."""
         info, table = self._table(dataset)
         query = sa.select(sa.func.count()).select_from(table).where(table.c.gone_run.is_(None))
-        query = self._filtered(query, info, table, where, contains, search, scope, absent_from)
+        query = self._filtered(query, info, table, where, contains, search, scope, absent_from, access)
         with self.engine.connect() as conn:
             return conn.scalar(query) or 0
 
@@ -155,7 +215,7 @@ class Snapshot:
         info, table = self._table(dataset)
         role = json.loads(info.roles).get(field)
         if role in MASKED_ROLES:
-            raise RevealRefused(f"{dataset}.{field} holds personal data ({role}); it is not listed")
+            raise RevealRefused(f"{dataset}.{field} 含个人信息（{role}），不列出它的取值")
         self._check_field(dataset, info, field)
         column = table.c[field]
         query = sa.select(column).distinct().where(table.c.gone_run.is_(None), column.is_not(None))
@@ -174,6 +234,7 @@ class Snapshot:
         search: str,
         scope: str | None,
         absent_from: str | None = None,
+        access: Access = Access(),
     ) -> sa.Select:
         for field, value in (where or {}).items():
             self._check_field(info.name, info, field)
@@ -183,7 +244,7 @@ class Snapshot:
             query = query.where(table.c[field].contains(part, autoescape=True))
         text = search.strip()
         if text:
-            query = self._search(query, info, table, text)
+            query = self._search(query, info, table, text, masked=not access.reveal)
         if scope is not None:
             scoped = table.c.scope
             if text and self.engine.dialect.name == "sqlite":
@@ -200,7 +261,7 @@ class Snapshot:
         other_info, other_table = self._table(other)
         mine, theirs = _id_fields(json.loads(info.roles)), _id_fields(json.loads(other_info.roles))
         if not (mine and theirs):
-            raise KeyError(f"{info.name} and {other} do not both have an ID-number field to compare")
+            raise KeyError(f"{info.name} 和 {other} 并非都有身份证号字段，无法比对")
         known = other_table.c[theirs[0]]
         # NOT IN over one subquery, which SQLite evaluates once into a temporary index; a NULL in it
         # would make NOT IN unknown for every row, so none are selected.
@@ -213,22 +274,33 @@ class Snapshot:
     def _check_field(dataset: str, info: DatasetInfo, field: str) -> None:
         columns = json.loads(info.columns)
         if field not in columns:
-            raise KeyError(f"{dataset} has no field {field!r}; its fields are {', '.join(columns)}")
+            raise KeyError(f"{dataset} 没有字段 {field!r}；它的字段有 {'、'.join(columns)}")
 
-    def _search(self, query: sa.Select, info: DatasetInfo, table: sa.Table, text: str) -> sa.Select:
-        """Rows where ``text`` is part of a searched field: through the FTS5 index where there is one."""
+    def _search(
+        self, query: sa.Select, info: DatasetInfo, table: sa.Table, text: str, *, masked: bool
+    ) -> sa.Select:
+        """Rows where ``text`` is part of a searched field: through the FTS5 index where there is one.
+
+        Under a masked access an ID or phone field matches only the whole number or a part of what
+        its mask shows (330102, 457X): were the hidden digits searchable, a search per guess would
+        read them back one by one. The index finds every row that holds ``text``; the rule then
+        keeps those that match as staff see them.
+        """
         key, roles = json.loads(info.key), json.loads(info.roles)
         if re.fullmatch(r"[0-9０-９xX]+", text):
-            text = normalize_id_number(
-                text
-            )  # an ID fragment as typed on a phone, full-width or with a small x
+            # An ID fragment as typed on a phone, full-width or with a small x.
+            text = normalize_id_number(text)
         index = searched_index(self.engine, info.name, key, roles)
         matching = index.keys_matching(text) if index is not None and self._has_index(info.name) else None
         if matching is None:
+            if masked:
+                return query.where(_shown_match(table, roles, text))
             fields = [table.c[field] for field in searched_fields(roles)]
             return query.where(sa.or_(*(field.contains(text, autoescape=True) for field in fields)))
         found = matching.subquery()
-        return query.join(found, key_text(table, key) == found.c.key)
+        query = query.join(found, key_text(table, key) == found.c.key)
+        hiding = any(roles[field] in _SHOWN_PARTS for field in searched_fields(roles))
+        return query.where(_shown_match(table, roles, text)) if masked and hiding else query
 
     def _has_index(self, dataset: str) -> bool:
         # Only a found index is remembered: one may appear with a dataset's first harvest.
@@ -293,15 +365,15 @@ class Snapshot:
                 for change in conn.execute(found).mappings():
                     diff = json.loads(change["fields"]) if change["fields"] else {"": [None, None]}
                     for field, (before, after) in diff.items():
-                        role = None if access.reveal else roles.get(field)
+                        shown = _shown_change(roles.get(field), wanted, masked=not access.reveal)
                         rows.append(
                             {
                                 "at": change["at"],
                                 "dataset": info.name,
                                 "kind": change["kind"],
                                 "field": labels.get(field, field),
-                                "before": mask_value(role, before),
-                                "after": mask_value(role, after),
+                                "before": shown(before),
+                                "after": shown(after),
                             }
                         )
         frame = pd.DataFrame(rows, columns=["at", "dataset", "kind", "field", "before", "after"])
@@ -355,17 +427,7 @@ class Snapshot:
         stamp = next((f.last_good for f in self.freshness() if f.dataset == dataset), None)
         info, _ = self._table(dataset)
         headers = json.loads(info.labels) | PROVENANCE_LABELS
-        frame = frame.rename(columns=headers)
-        local = stamp.astimezone(ZoneInfo("Asia/Shanghai")) if stamp else None
-        note = f"数据更新于 {local:%Y-%m-%d %H:%M}（北京时间）" if local else "数据尚未成功采集"
-        if path.suffix == ".xlsx":
-            with pd.ExcelWriter(path) as writer:
-                frame.to_excel(writer, index=False, sheet_name=dataset[:31], startrow=1)
-                writer.sheets[dataset[:31]].cell(row=1, column=1, value=note)
-        elif path.suffix == ".csv":
-            path.write_text(f"# {note}\n" + frame.to_csv(index=False), encoding="utf-8-sig")
-        else:
-            raise ValueError(f"{path.name}: export to .csv or .xlsx")
+        write_export(frame.rename(columns=headers), path, sheet=dataset, harvested_at=stamp)
         detail = {**(selection or {}), "file": path.name, "revealed": access.reveal}
         self.audit(access, "export", dataset, detail, len(frame))
         return path
@@ -390,8 +452,8 @@ class Snapshot:
         with Session(self.engine) as session:
             info = session.get(DatasetInfo, dataset)
         if info is None:
-            known = ", ".join(d.name for d in self.datasets()) or "none yet"
-            raise UnknownDataset(f"no dataset {dataset!r}; harvested datasets: {known}")
+            known = "、".join(d.name for d in self.datasets()) or "暂无"
+            raise UnknownDataset(f"没有数据集 {dataset!r}；已采集的数据集：{known}")
         # Reflected once per column set: a record that gains a field gets a fresh table.
         cached = self._tables.get(dataset)
         if cached is None or cached[0] != info.columns:
@@ -421,3 +483,40 @@ def _fts_available(engine: Engine) -> bool:
 
 def _id_fields(roles: Mapping[str, str]) -> list[str]:
     return [field for field, role in roles.items() if role == "id_number"]
+
+
+def _shown_id(column: sa.ColumnElement[Any]) -> list[sa.ColumnElement[Any]]:
+    """What a masked ID number shows (store._masking): region code and the last four; else nothing."""
+    whole = sa.func.length(column) == 18
+    return [sa.case((whole, sa.func.substr(column, 1, 6))), sa.case((whole, sa.func.substr(column, 15)))]
+
+
+def _shown_phone(column: sa.ColumnElement[Any]) -> list[sa.ColumnElement[Any]]:
+    """What a masked mobile number shows: its first three and last four digits; else nothing."""
+    mobile = sa.and_(sa.func.length(column) == 11, sa.func.substr(column, 1, 1) == "1")
+    return [sa.case((mobile, sa.func.substr(column, 1, 3))), sa.case((mobile, sa.func.substr(column, 8)))]
+
+
+# Other shapes (old 15-digit numbers, landlines) match only whole: fewer hits, never a hidden digit.
+_SHOWN_PARTS = {"id_number": _shown_id, "phone": _shown_phone}
+
+
+def _shown_match(table: sa.Table, roles: Mapping[str, str], text: str) -> sa.ColumnElement[bool]:
+    """Rows where ``text`` is in a searched field as a masked page shows it, or is a whole number."""
+    conditions: list[sa.ColumnElement[bool]] = []
+    for field in searched_fields(roles):
+        column, parts = table.c[field], _SHOWN_PARTS.get(roles[field])
+        if parts is None:
+            conditions.append(column.contains(text, autoescape=True))
+        else:
+            conditions += [column == text, *(part.contains(text, autoescape=True) for part in parts(column))]
+    return sa.or_(*conditions)
+
+
+def _shown_change(role: str | None, id_number: str, *, masked: bool) -> Callable[[Any], Any]:
+    """How a changed value of a field of ``role`` is shown in one person's history."""
+    if not masked:
+        return lambda value: value
+    if role is None:
+        return lambda value: scrub_value(value, (id_number,))
+    return functools.partial(mask_value, role)

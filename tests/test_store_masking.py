@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import random
 from typing import get_args
@@ -20,9 +21,18 @@ from store._masking import (
     mask_name,
     mask_phone,
     mask_value,
+    scrub_value,
 )
 
-MASKERS = {"id_number": mask_id_number, "phone": mask_phone, "name": mask_name, "address": mask_address}
+MASKERS = {
+    "id_number": mask_id_number,
+    "phone": mask_phone,
+    "name": mask_name,
+    "address": mask_address,
+    "birth_date": lambda value: mask_value("birth_date", value),
+    "address_detail": lambda value: mask_value("address_detail", value),
+    "id_derived": lambda value: mask_value("id_derived", value),
+}
 
 
 @pytest.mark.parametrize(
@@ -138,7 +148,15 @@ def test_addresses_of_every_shape(value: str, masked: str) -> None:
 
 def test_roles() -> None:
     assert set(get_args(Role)) == ROLES
-    assert {"id_number", "name", "phone", "address"} == MASKED_ROLES
+    assert {
+        "id_number",
+        "name",
+        "phone",
+        "address",
+        "birth_date",
+        "address_detail",
+        "id_derived",
+    } == MASKED_ROLES
 
 
 @pytest.mark.parametrize("role", sorted(MASKED_ROLES))
@@ -152,6 +170,61 @@ def test_missing_and_empty_values_pass_unchanged(role: str, missing: object) -> 
 def test_unmasked_and_unknown_roles_pass_unchanged(role: str | None) -> None:
     for value in ("110101199003071234", 13812345678, None):
         assert mask_value(role, value) is value
+
+
+@pytest.mark.parametrize(
+    ("role", "value", "masked"),
+    [
+        ("birth_date", "1938-05-22", "1938-**-**"),
+        ("birth_date", dt.date(1938, 5, 22), "1938-**-**"),
+        ("birth_date", "19380522", "1938-**-**"),
+        ("birth_date", "1938年5月22日", "1938-**-**"),
+        ("birth_date", "1938/5/22", "1938-**-**"),
+        ("birth_date", "5月22日", "*"),  # no year to keep
+        ("address_detail", "601", "****"),
+        ("address_detail", "2单元", "****"),
+        ("id_derived", "33010219380522457X21", "330102********457X21"),  # 残疾人证号: the ID and two digits
+        ("id_derived", "CJ330102193805224571", "CJ330102********4571"),
+        ("id_derived", "CJ12345678", "CJ1*****78"),
+    ],
+)
+def test_fields_that_would_give_a_masked_id_or_address_back(role: str, value: object, masked: str) -> None:
+    assert mask_value(role, value) == masked
+
+
+@pytest.mark.parametrize(
+    ("value", "swept"),
+    [
+        ("生于1938年5月22日", "生于1938-**-**"),
+        ("19380522", "1938-**-**"),
+        ("1938/5/22 入住", "1938-**-** 入住"),
+        ("1938-05-22 00:00:00", "1938-**-** 00:00:00"),
+        (dt.date(1938, 5, 22), "1938-**-**"),
+        ("证号33010219380522457X21", "证号330102********457X21"),  # any ID number, whoever's
+        ("签约 2019-06-15", "签约 2019-06-15"),  # another date tells nothing
+        ("1938", "1938"),
+        (20190615, 20190615),
+    ],
+)
+def test_a_masked_records_other_fields_are_swept_for_its_birth_date_and_id_numbers(
+    value: object, swept: object
+) -> None:
+    assert scrub_value(value, ["33010219380522457X"]) == swept
+
+
+def test_mask_frame_sweeps_fields_without_a_role_by_each_rows_own_id_number() -> None:
+    frame = pd.DataFrame(
+        {
+            "id_number": ["33010219380522457X", "330102194001011234", None],
+            "note": ["1938-05-22 生", "1938-05-22 生", "1938-05-22 生"],
+            "signed": [dt.date(1938, 5, 22), dt.date(2019, 1, 1), None],
+            "_ref": ["33010219380522457X", "330102194001011234", None],
+        }
+    )
+    masked = mask_frame(frame, {"id_number": "id_number"}, keep=("_ref",))
+    assert masked["note"].tolist() == ["1938-**-** 生", "1938-05-22 生", "1938-05-22 生"]
+    assert masked["signed"].tolist() == ["1938-**-**", dt.date(2019, 1, 1), None]
+    assert masked["_ref"].tolist() == frame["_ref"].tolist()
 
 
 def test_mask_value_dispatches_by_role_and_reads_numbers_as_text() -> None:

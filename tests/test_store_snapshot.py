@@ -197,7 +197,7 @@ def test_filters_by_part_of_a_field_count_and_pages_agree(tmp_path: Path, world:
     assert set(snapshot.distinct("tagged", "grid")) == set(people["grid"])
     with pytest.raises(RevealRefused):
         snapshot.distinct("tagged", "name")
-    with pytest.raises(KeyError, match="no field"):
+    with pytest.raises(KeyError, match="没有字段"):
         snapshot.count("tagged", contains={"nope": "x"})
 
 
