@@ -2,12 +2,16 @@
 
 Pages are rendered on the server (Jinja2, autoescaped); every response carries headers that keep
 it out of caches and frames and lets no script run but our own files (there are none yet).
+A request whose path, query or form holds a control character (a NUL, a line break) is refused
+before any route reads it: no form of the desk takes one, and a database or a log would choke on it.
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +63,9 @@ class Refused(Exception):
 CHOICES_TTL_S = 60
 NOT_FOUND = "未找到。记录可能不存在，或不在您的辖区。"
 STALE_FORM = "页面已过期，请刷新页面后重试。"
+BAD_INPUT = "输入有误，请检查后重试。"
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MAX_FORM_BYTES = 64 * 1024  # the desk's biggest form (a reason of 200 characters) is far smaller
 
 
 @dataclass
@@ -160,6 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 ACTION_NAMES = {
     "reveal": "查看完整信息",
     "export": "导出",
+    "search": "按号码检索",
     "purge": "清理过期数据",
     "login": "登录",
     "login_failed": "登录失败",
@@ -180,12 +188,20 @@ def _add_handlers(app: FastAPI) -> None:
     @app.middleware("http")
     async def headers_and_log(request: Request, call_next: Any) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
         # The path only: query strings carry what staff searched for, which is personal data.
+        path = request.url.path
+        refusal = await _refusal(request)
+        if refusal is not None:
+            path = "-"  # the refused path may hold the character, or what was searched for
+            response = _error_page(request, *refusal)
+        else:
+            try:
+                response = await call_next(request)
+            except Exception as exc:
+                response = _failed(request, exc)
+        response.headers.update(SECURITY_HEADERS)
         elapsed = (time.perf_counter() - started) * 1000
-        path, status = request.url.path, response.status_code
-        logger.info("desk {} {} {} {:.0f} ms", request.method, path, status, elapsed)
+        logger.info("desk {} {} {} {:.0f} ms", request.method, path, response.status_code, elapsed)
         return response
 
     @app.exception_handler(LoginRequired)
@@ -204,12 +220,48 @@ def _add_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def bad_input(request: Request, _: RequestValidationError) -> Response:
-        return _error_page(request, 400, "输入有误，请检查后重试。")
+        return _error_page(request, 400, BAD_INPUT)
 
     @app.exception_handler(StoreUnavailable)
     async def store_down(request: Request, exc: StoreUnavailable) -> Response:
         logger.error("desk: the snapshot database is unavailable: {}", exc)
         return _error_page(request, 503, "数据库暂时无法访问，请稍后再试或联系管理员。")
+
+
+async def _refusal(request: Request) -> tuple[int, str] | None:
+    """Why the desk refuses the request before any route reads it, as (status, message), or None."""
+    size = request.headers.get("content-length", "")
+    if size.isdigit() and int(size) > MAX_FORM_BYTES:
+        return 413, "提交的内容过长，请缩短后重试。"
+    texts = [request.url.path, *(t for pair in request.query_params.multi_items() for t in pair)]
+    if request.method == "POST":
+        await request.body()  # read once: the route gets the same bytes again
+        try:
+            form = await request.form()
+        except HTTPException:  # a malformed multipart body
+            return 400, BAD_INPUT
+        texts += [t for key, value in form.multi_items() for t in (key, value) if isinstance(t, str)]
+        await form.close()
+    if any(CONTROL_CHARACTERS.search(text) for text in texts):
+        return 400, "输入中含有控制字符（如 NUL、换行），请删除后重试。"
+    return None
+
+
+def _failed(request: Request, exc: Exception) -> HTMLResponse:
+    """A bug's one log line: where it failed and its kind, never its message (which may quote what
+    was searched for, or a record); the browser gets a plain error page, not a traceback."""
+    frames, root = traceback.extract_tb(exc.__traceback__), str(HERE.parent)
+    ours = [f for f in frames if f.filename.startswith(root) and "site-packages" not in f.filename]
+    where = (ours or frames)[-1]
+    logger.error(
+        "desk {} {} failed: {} at {}:{} (message withheld: it may hold personal data)",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        Path(where.filename).relative_to(HERE.parent) if ours else Path(where.filename).name,
+        where.lineno,
+    )
+    return _error_page(request, 500, "服务器内部错误，请稍后再试；如一再出现，请联系管理员查看日志。")
 
 
 def _error_page(request: Request, status: int, message: str) -> HTMLResponse:

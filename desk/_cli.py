@@ -8,7 +8,6 @@ option, because a command line is visible to every user in ``ps``.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import sys
 from collections.abc import Iterator
 from typing import Annotated
@@ -16,27 +15,29 @@ from typing import Annotated
 import sqlalchemy as sa
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session, select
 
-from desk._staff import ROLES, StaffDirectory, StaffUser, check_account
+from desk._staff import ROLES, StaffDirectory, StaffUser, _taken, _unknown, check_account
+from machine import local_time, zone_label
 from settings import load_settings
 from store import StoreUnavailable, make_engine
 
 app = typer.Typer(
-    help="Staff accounts of the desk (the query web site): add, change a password, remove, list.",
+    help="查询台（社区数据查询网站）的工作人员账号：添加、改密码、删除、列出。",
     no_args_is_help=True,
     add_completion=False,
 )
 console = Console()
 stderr = Console(stderr=True)
 
-Name = Annotated[str, typer.Argument(help="Login name: 2 to 40 letters, digits, '_', '.' or '-'.")]
+Name = Annotated[str, typer.Argument(help="登录名：2 到 40 个英文字母、数字、'_'、'.' 或 '-'。")]
 PasswordStdin = Annotated[
     bool,
     typer.Option(
         "--password-stdin",
-        help="Read the password as one line from stdin (for scripts) instead of asking twice, hidden.",
+        help="从 stdin 读一行作为密码（供脚本用），而不是隐藏输入两次。",
     ),
 ]
 
@@ -57,7 +58,7 @@ def _handled(url: str) -> Iterator[None]:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         shown = sa.make_url(url).render_as_string(hide_password=True)
         raise _fail(
-            f"cannot use the database {shown}: {reason}; check HARVEST_DATABASE_URL and HARVEST_DATA_DIR"
+            f"数据库 {shown} 无法使用（{reason}）：检查 HARVEST_DATABASE_URL 和 HARVEST_DATA_DIR"
         ) from exc
 
 
@@ -74,11 +75,15 @@ def _directory(url: str) -> StaffDirectory:
 
 def _password(from_stdin: bool) -> str:
     if not from_stdin:
-        typed: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        typed: str = typer.prompt("密码", hide_input=True)
+        # Asked again by hand: click's own confirmation answers a mismatch in English and asks
+        # again; one line naming the fix says enough.
+        if typer.prompt("再输入一次密码", hide_input=True) != typed:
+            raise ValueError("两次输入的密码不一样：重新运行命令，两次输入同一个密码")
         return typed
     line = sys.stdin.readline()
     if not line.strip():
-        raise ValueError("no password on stdin: pipe it as one line, or leave out --password-stdin")
+        raise ValueError("stdin 里没有密码：用管道传入一行，或去掉 --password-stdin")
     return line.rstrip("\r\n")
 
 
@@ -86,64 +91,62 @@ def _password(from_stdin: bool) -> str:
 def add_user(
     name: Name,
     role: Annotated[
-        str, typer.Option(help=f"{' or '.join(ROLES)}: an admin sees every community, staff only its scope.")
+        str, typer.Option(help=f"{' 或 '.join(ROLES)}：admin 能查看所有社区，staff 只能查看自己的社区。")
     ],
     scope: Annotated[
         str | None,
-        typer.Option(help="Community code whose records a staff user may see (required for staff)."),
+        typer.Option(help="staff 用户能查看其记录的社区代号（staff 必填）。"),
     ] = None,
     password_stdin: PasswordStdin = False,
 ) -> None:
-    """Add a desk user. The password (at least 8 characters) is asked twice, hidden."""
+    """添加一个查询台用户。密码（至少 8 个字符）隐藏输入两次。"""
     url = load_settings().resolved_database_url
     with _handled(url):
         directory = _directory(url)
         check_account(name, role, scope)  # refused before anyone types a password
         if name in {user.name for user in directory.users()}:
-            raise ValueError(f"desk user {name!r} already exists: pick another name, or use set-password")
+            raise _taken(name)
         user = directory.add(name, _password(password_stdin), role=role, scope=scope)
-    where = "every community" if user.scope is None else f"community {user.scope}"
-    console.print(f"Added desk user {user.name} ({user.role}, {where}).", markup=False)
+    where = "所有社区" if user.scope is None else f"社区 {user.scope}"
+    console.print(f"已添加查询台用户 {user.name}（{user.role}，{where}）。", markup=False)
 
 
 @app.command("set-password")
 def set_password(name: Name, password_stdin: PasswordStdin = False) -> None:
-    """Give a desk user a new password: ends the user's sessions and lifts a lock on the name."""
+    """给查询台用户设新密码：结束这个用户的所有会话，并解除这个名字的锁定。"""
     url = load_settings().resolved_database_url
     with _handled(url):
         directory = _directory(url)
         if name not in {user.name for user in directory.users()}:  # before anyone types a password
-            raise ValueError(f"no desk user {name!r}: `harvest desk users` lists them")
+            raise _unknown(name)
         directory.set_password(name, _password(password_stdin))
-    console.print(f"New password for {name}; its sessions have ended.", markup=False)
+    console.print(f"已为 {name} 设好新密码；这个用户的会话都已结束。", markup=False)
 
 
 @app.command("remove-user")
 def remove_user(name: Name) -> None:
-    """Remove a desk user; the user's sessions end at once."""
+    """删除一个查询台用户；这个用户的会话立即结束。"""
     url = load_settings().resolved_database_url
     with _handled(url):
         _directory(url).remove(name)
-    console.print(f"Removed desk user {name}.", markup=False)
+    console.print(f"已删除查询台用户 {name}。", markup=False)
 
 
 @app.command()
 def users() -> None:
-    """The desk users: name, role, the community each may see, when each was added."""
-    url = load_settings().resolved_database_url
+    """查询台用户：名称、角色、能查看的社区、建立时间。"""
+    settings = load_settings()
+    url = settings.resolved_database_url
     with _handled(url):
         directory = _directory(url)
         with Session(directory.engine) as session:  # the rows, for created_at and disabled
             rows = list(session.exec(select(StaffUser).order_by(StaffUser.name)))
-    table = Table(title=f"Desk users ({len(rows)})")
-    for column in ("name", "role", "scope", "created"):
+    table = Table(title=f"查询台账号（{len(rows)} 个）")
+    for column in ("名称", "角色", "社区", f"建立时间（{zone_label(settings.timezone)}）"):
         table.add_column(column)
     for user in rows:
-        created = user.created_at.replace(tzinfo=user.created_at.tzinfo or dt.UTC).astimezone()
-        table.add_row(
-            user.name + (" (disabled)" if user.disabled else ""),
-            user.role,
-            user.scope or "全部",
-            f"{created:%Y-%m-%d %H:%M}",
-        )
+        created = local_time(user.created_at, settings.timezone)
+        cells = (user.name + ("（已停用）" if user.disabled else ""), user.role, user.scope or "全部")
+        # Escaped: a community code is free text, and "[x]" in it is not markup.
+        table.add_row(*map(escape, cells), f"{created:%Y-%m-%d %H:%M}")
     console.print(table)

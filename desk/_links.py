@@ -52,5 +52,5 @@ def _key(path: Path) -> bytes:
             fresh.unlink()
     key = path.read_bytes()
     if len(key) != 32:
-        raise ValueError(f"{path} is not a desk link key (32 bytes); delete it and restart the desk")
+        raise ValueError(f"{path} 不是查询台的链接密钥（应为 32 字节）：删除它，再重启 harvest serve")
     return key

