@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import random
-import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -39,16 +36,16 @@ from loguru import logger
 from sqlmodel import Field, Session, SQLModel
 
 from alerts import Alert, Notifier
-from robots import Harvester, RobotSpec, RunReport, discover
-from settings import Settings
-from store import Run, Snapshot, Store, make_engine
+from connectors import failure_class
+from machine import utc_now, zone
+from robots import Harvester, RobotSpec, RunReport, broken, discover
+from settings import ConfigurationError, Settings
+from store import Lease, Run, Snapshot, Store, create_tables, make_engine
 from vault import Vault
 
-PERSON_KINDS = frozenset({"bad_credentials", "locked", "needs_human", "layout_changed", "error"})
-RETRIED_KINDS = frozenset({"system_unavailable"})
 FRESHNESS_JOB = "freshness"
 SCHEDULER_LEASE_S = 30.0
-ACCOUNT_LEASE_S = 120.0  # renewed every 40 s while a run holds it
+SCHEDULER = "harvest schedule"  # what holds the scheduler's lease and its runs' account leases
 
 
 class SchedulerBusy(RuntimeError):
@@ -85,7 +82,7 @@ def trigger(cron: str, timezone: str) -> CronTrigger:
     """A cron trigger from five fields (minute first) or six (second first, for tests and demos)."""
     fields = cron.split()
     if len(fields) == 5:
-        return CronTrigger.from_crontab(cron, timezone=ZoneInfo(timezone))
+        return CronTrigger.from_crontab(cron, timezone=zone(timezone))
     if len(fields) == 6:
         second, minute, hour, day, month, dow = fields
         return CronTrigger(
@@ -95,7 +92,7 @@ def trigger(cron: str, timezone: str) -> CronTrigger:
             day=day,
             month=month,
             day_of_week=dow,
-            timezone=ZoneInfo(timezone),
+            timezone=zone(timezone),
         )
     raise ValueError(f"{cron!r} is not a cron line of five (or six, seconds first) fields")
 
@@ -103,6 +100,21 @@ def trigger(cron: str, timezone: str) -> CronTrigger:
 def plan(settings: Settings, vault: Vault, robots: dict[str, RobotSpec] | None = None) -> list[PlannedJob]:
     """One job per robot × account of its system; ``HARVEST_SCHEDULES`` overrides a robot's cron."""
     robots = discover() if robots is None else robots
+    unknown = sorted(set(settings.schedules) - set(robots))
+    if unknown:
+        unloaded = "；另有无法载入的机器人文件 " + "、".join(broken()) if broken() else ""
+        raise ConfigurationError(
+            f"HARVEST_SCHEDULES 中的机器人 {', '.join(unknown)} 不存在：请改为已有的机器人之一"
+            f"（{', '.join(sorted(robots)) or '无'}，见 `harvest list`）{unloaded}"
+        )
+    for name, cron in settings.schedules.items():
+        try:
+            trigger(cron, settings.timezone)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"HARVEST_SCHEDULES 中 {name} 的时间表 {cron!r} 无法使用（{exc}）："
+                "请写五段 cron，例如 \"0 2 * * *\"（每天 2 点）"
+            ) from exc
     jobs = []
     for spec in robots.values():
         cron = settings.schedules.get(spec.name, spec.schedule)
@@ -139,7 +151,7 @@ class HarvestScheduler:
     ) -> None:
         self.settings = settings
         self.store = Store(make_engine(settings.resolved_database_url))
-        SQLModel.metadata.create_all(self.store.engine, tables=[JobState.__table__])  # type: ignore[list-item]
+        create_tables(self.store.engine, [JobState.__table__])  # type: ignore[list-item]
         self.vault = Vault.open(settings)
         self.notifier = notifier or Notifier.from_settings(settings)
         self.jobs = {job.id: job for job in plan(settings, self.vault, robots)}
@@ -155,13 +167,13 @@ class HarvestScheduler:
 
     def start(self) -> None:
         global _active
-        self._lease = Lease(self.store.engine, "scheduler", ttl=SCHEDULER_LEASE_S)
+        self._lease = Lease(self.store.engine, "scheduler", what=SCHEDULER, ttl=SCHEDULER_LEASE_S)
         if not self._lease.try_acquire():
             raise SchedulerBusy(
-                f"a scheduler already runs on this database ({self._lease.holder() or 'another process'}); "
-                "stop it first: two schedulers on one job store would run every job twice"
+                f"此数据库上已有调度器在运行（{self._lease.holder() or '另一个进程'}）：先停止它，"
+                "两个调度器共用一个任务库会把每个任务运行两次"
             )
-        tz = ZoneInfo(self.settings.timezone)
+        tz = zone(self.settings.timezone)
         self._scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.store.engine, tablename="apscheduler_jobs")},
             executors={"default": ThreadPoolExecutor(self.settings.scheduler_workers)},
@@ -213,6 +225,8 @@ class HarvestScheduler:
             next_run_time=dt.datetime.now(tz),
         )
         self._scheduler.resume()
+        for module, reason in broken().items():
+            logger.error("机器人文件 {} 无法载入，其机器人不参与调度：{}", module, reason)
         logger.info("scheduler started with {} jobs", len(self.jobs))
 
     def stop(self, timeout: float | None = None) -> None:
@@ -267,7 +281,7 @@ class HarvestScheduler:
         slots = self._system_slots.setdefault(
             system.name, threading.BoundedSemaphore(system.politeness.sessions)
         )
-        with Lease(self.store.engine, f"account:{system.name}/{planned.account}", ttl=ACCOUNT_LEASE_S), slots:
+        with slots:  # the account's lease is the run's own (Harvester.run), as for every run
             if self._stopping.is_set():  # it waited for its turn until the stop: owed at next start
                 state = self._state(planned.id)
                 state.owed = True
@@ -279,7 +293,7 @@ class HarvestScheduler:
 
     def _run(self, planned: PlannedJob) -> RunReport:
         async def go() -> RunReport:
-            async with Harvester(self.settings, self.store, self.vault) as harvester:
+            async with Harvester(self.settings, self.store, self.vault, holder=SCHEDULER) as harvester:
                 task = asyncio.ensure_future(harvester.run(planned.robot, planned.account))
                 with self._guard:
                     self._running[planned.id] = (asyncio.get_running_loop(), task)
@@ -305,22 +319,26 @@ class HarvestScheduler:
     # ---- failure policy ---------------------------------------------------------------------
 
     def _after(self, planned: PlannedJob, report: RunReport) -> None:
+        """What a run's end asks of the scheduler, read from its kind's class in the failure tree."""
         state = self._state(planned.id)
-        state.last_status, state.last_at = report.kind or report.status, _now()
+        state.last_status, state.last_at = report.kind or report.status, utc_now()
+        failure = failure_class(report.kind)
         if report.status == "ok":
             if state.kind is not None:
                 self._alert(planned, "recovered", "the last run succeeded again", report.run_id)
             state.kind, state.since, state.retries = None, None, 0
+        elif report.kind is None:
+            pass  # skipped: outside the system's allowed hours; the next fire time comes
         elif report.kind == "cancelled":
             state.owed = True  # stopped with the scheduler: it runs again at the next start
-        elif report.kind in RETRIED_KINDS and state.retries < self.settings.retry_limit:
+        elif failure.retried and state.retries < self.settings.retry_limit:
             state.retries += 1
             delay = self.settings.retry_base_s * 2 ** (state.retries - 1) * random.uniform(0.8, 1.2)
             logger.warning("{}: {}; retry {} in {:.0f}s", planned.id, report.kind, state.retries, delay)
             if not self._stopping.is_set():
                 self._retry(planned, delay)
-        elif report.kind is not None and report.kind != "cancelled" and state.kind != report.kind:
-            state.kind, state.since = report.kind, _now()
+        elif failure.alerted and state.kind != report.kind:
+            state.kind, state.since = report.kind, utc_now()
             self._alert(planned, report.kind, report.message, report.run_id)
         self._save(state)
 
@@ -328,7 +346,7 @@ class HarvestScheduler:
         """A one-off run of ``planned`` after ``delay`` seconds, kept in the job store across restarts."""
         if self._scheduler is None:
             return
-        when = dt.datetime.now(ZoneInfo(self.settings.timezone)) + dt.timedelta(seconds=delay)
+        when = dt.datetime.now(zone(self.settings.timezone)) + dt.timedelta(seconds=delay)
         # A new id each time: APScheduler removes a fired one-off job after the fact, and would
         # remove a retry that replaced it under the same id.
         retry = f"retry:{planned.id}:{uuid.uuid4().hex[:8]}"
@@ -338,12 +356,13 @@ class HarvestScheduler:
         """A job whose last failure needs a person waits until the person has acted: the account
         is un-parked in the vault, or someone ran the robot by hand and it succeeded."""
         state = self._state(planned.id)
-        if state.kind not in PERSON_KINDS:
+        failure = failure_class(state.kind)
+        if state.kind is None or not failure.waits:
             return False
         if self.vault.get(planned.robot.system.name, planned.account).status == "parked":
             return True  # any kind: a parked account's password is not sent until a person acts
-        if state.kind in ("bad_credentials", "locked"):
-            return False
+        if failure.parks:
+            return False  # the person acted: the account is not parked any more
         runs = Run.__table__.c  # type: ignore[attr-defined]
         with self.store.engine.connect() as conn:
             fixed = conn.scalar(
@@ -368,7 +387,7 @@ class HarvestScheduler:
                 dataset=planned.robot.dataset,
                 message=message,
                 run_id=run_id,
-                at=_now(),
+                at=utc_now(),
             )
         )
 
@@ -381,7 +400,7 @@ class HarvestScheduler:
             state = self._state(f"stale:{item.dataset}")
             stale = item.age_hours is None or item.age_hours > self.settings.max_age_hours
             if stale and state.kind is None and item.dataset in systems:
-                state.kind, state.since = "stale", _now()
+                state.kind, state.since = "stale", utc_now()
                 system = systems[item.dataset]
                 age = "从未成功采集" if item.age_hours is None else f"{item.age_hours:.0f} 小时"
                 self.notifier.send(
@@ -391,7 +410,7 @@ class HarvestScheduler:
                         system_title=system.title,
                         dataset=item.dataset,
                         message=f"last good harvest: {age}",
-                        at=_now(),
+                        at=utc_now(),
                         max_age_hours=self.settings.max_age_hours,
                     )
                 )
@@ -417,127 +436,9 @@ def _planned_id(job: str) -> str:
     return job.removeprefix("retry:").rsplit(":", 1)[0] if job.startswith("retry:") else job
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-class LeaseRow(SQLModel, table=True):
-    """Who holds a lock of the scheduler, until when (seconds since the epoch)."""
-
-    __tablename__ = "scheduler_lease"
-
-    key: str = Field(primary_key=True)
-    owner: str
-    expires: float
-
-
-class Lease:
-    """A lock kept in the project database, so it holds for every process and machine sharing it.
-
-    It is renewed while held (every third of ``ttl``), so a holder that dies without releasing
-    it frees it within ``ttl`` seconds, at once if the holder was a dead process on this host.
-    """
-
-    def __init__(self, engine: sa.Engine, key: str, *, ttl: float = 60.0) -> None:
-        self.engine = engine
-        self.key = key
-        self.ttl = ttl
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._held = threading.Event()
-        SQLModel.metadata.create_all(engine, tables=[LeaseRow.__table__])  # type: ignore[list-item]
-
-    def holder(self) -> str | None:
-        with Session(self.engine) as session:
-            row = session.get(LeaseRow, self.key)
-            return row.owner if row is not None and row.expires > time.time() else None
-
-    def try_acquire(self) -> bool:
-        table = LeaseRow.__table__  # type: ignore[attr-defined]
-        now = time.time()
-        with self.engine.begin() as conn:
-            row = conn.execute(sa.select(table.c.owner).where(table.c.key == self.key)).scalar()
-            free = sa.or_(table.c.expires < now, table.c.owner == self.owner)
-            if row is not None and _dead_here(row):
-                free = sa.or_(free, table.c.owner == row)
-            taken = conn.execute(
-                sa.update(table)
-                .where(table.c.key == self.key, free)
-                .values(owner=self.owner, expires=now + self.ttl)
-            ).rowcount
-        if not taken and row is None:
-            try:
-                with self.engine.begin() as conn:
-                    conn.execute(
-                        sa.insert(table).values(key=self.key, owner=self.owner, expires=now + self.ttl)
-                    )
-                taken = 1
-            except sa.exc.IntegrityError:  # another process inserted it first
-                taken = 0
-        if taken:
-            self._held.set()
-            threading.Thread(target=self._renew, name=f"lease {self.key}", daemon=True).start()
-        return bool(taken)
-
-    def acquire(self, poll: float = 0.5) -> None:
-        while not self.try_acquire():
-            time.sleep(poll)
-
-    def release(self) -> None:
-        self._held.clear()
-        table = LeaseRow.__table__  # type: ignore[attr-defined]
-        with self.engine.begin() as conn:
-            conn.execute(sa.delete(table).where(table.c.key == self.key, table.c.owner == self.owner))
-
-    def __enter__(self) -> Lease:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-    def _renew(self) -> None:
-        table = LeaseRow.__table__  # type: ignore[attr-defined]
-        while not _sleep_unless_released(self._held, self.ttl / 3):
-            with self.engine.begin() as conn:
-                kept = conn.execute(
-                    sa.update(table)
-                    .where(table.c.key == self.key, table.c.owner == self.owner)
-                    .values(expires=time.time() + self.ttl)
-                ).rowcount
-            if not kept:
-                logger.error("lost the lock {} (another process took it after it expired)", self.key)
-                return
-
-
-def _sleep_unless_released(held: threading.Event, seconds: float) -> bool:
-    """Sleep ``seconds``; True if the lease was released meanwhile."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not held.is_set():
-            return True
-        time.sleep(min(0.2, seconds))
-    return not held.is_set()
-
-
-def _dead_here(owner: str) -> bool:
-    """Is ``owner`` a process of this host that no longer runs?"""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def describe(settings: Settings, vault: Vault) -> list[dict[str, Any]]:
     """Every planned job with its next fire time, as `harvest schedule --list` shows it."""
-    tz = ZoneInfo(settings.timezone)
-    now = dt.datetime.now(tz)
+    now = dt.datetime.now(zone(settings.timezone))
     return [
         {
             "job": job.id,

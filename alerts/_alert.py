@@ -6,25 +6,22 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
+from machine import local_time, utc_now, zone_label
+
 Kind = Literal[
     "bad_credentials",
     "locked",
     "needs_human",
     "layout_changed",
     "system_unavailable",
+    "disk_full",
     "stale",
     "recovered",
     "error",
 ]
 KINDS: tuple[str, ...] = get_args(Kind)
 
-# China keeps one offset all year; the people reading alerts think in it.
-BEIJING = dt.timezone(dt.timedelta(hours=8), "北京时间")
 PREFIX = "【数据采集】"
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,7 +41,7 @@ class Alert:
     dataset: str | None = None
     message: str = ""
     run_id: str | None = None
-    at: dt.datetime = field(default_factory=_now)
+    at: dt.datetime = field(default_factory=utc_now)
     max_age_hours: float | None = None
 
     def __post_init__(self) -> None:
@@ -101,6 +98,12 @@ def _what_and_fix(a: Alert) -> tuple[str, str]:
                 f"{who} 系统暂时无法访问，本次采集未完成",
                 "一般无需处理：系统恢复后会按计划自动重试；若长时间未恢复，请确认该系统能否从本机访问",
             )
+        case "disk_full":
+            return (
+                f"{who} 的采集因本机磁盘已满而中止，本次未发布任何数据",
+                "请清理数据目录所在磁盘（`df -h` 查看），腾出空间后下次计划会自动重试；"
+                f"也可立即运行 `harvest run {robot} --account {account}`",
+            )
         case "stale":
             return (
                 f"{data}已超过 {_hours(a.max_age_hours)}未更新",
@@ -130,7 +133,7 @@ def render(alert: Alert) -> tuple[str, str]:
         robot = f"机器人 `{alert.robot}`" if alert.robot else ""
         dataset = f"数据集 `{alert.dataset}`" if alert.dataset else ""
         facts.append(f"- 采集：{'，'.join(part for part in (robot, dataset) if part)}")
-    facts.append(f"- 时间：{alert.at.astimezone(BEIJING):%Y-%m-%d %H:%M:%S}（北京时间）")
+    facts.append(f"- 时间：{local_time(alert.at):%Y-%m-%d %H:%M:%S}（{zone_label()}）")
     if alert.run_id:
         facts.append(f"- 运行编号：`{alert.run_id}`")
     parts = [f"### {title}", "\n".join(facts), f"**处理办法：**{fix}"]

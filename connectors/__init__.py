@@ -7,19 +7,24 @@ health, polite fetching); every other module declares one of the unit's systems,
 
 from connectors._browser import (
     CHROMIUM_ARGS,
+    TEMP_PREFIX,
     ChromiumMissing,
     launch_browser,
     launch_options,
     owned_browsers,
+    start_playwright,
     sweep_orphan_browsers,
+    sweep_temp_roots,
 )
 from connectors._captcha import OcrSolver, SolverChain, TerminalSolver, read_captcha
 from connectors._errors import (
-    EXIT_CODES,
+    AccountBusy,
     AccountLocked,
     BadCredentials,
+    DiskFull,
     HarvestFailure,
     LayoutChanged,
+    LocalFailure,
     LoginFormMissing,
     LoginUnconfirmed,
     LoginUnrecognised,
@@ -27,23 +32,27 @@ from connectors._errors import (
     NeedsPerson,
     SessionTaken,
     SystemUnavailable,
+    failure_class,
 )
 from connectors._login import Credentials, LoginAttempt, LoginLedger, MemoryLedger
-from connectors._polite import Polite, backoff
+from connectors._polite import Pace, Polite, backoff
 from connectors._session import Fetched, Session
 from connectors._system import FormLogin, LoginOutcome, Politeness, System
 
 __all__ = [
     "CHROMIUM_ARGS",
-    "EXIT_CODES",
+    "TEMP_PREFIX",
+    "AccountBusy",
     "AccountLocked",
     "BadCredentials",
     "ChromiumMissing",
     "Credentials",
+    "DiskFull",
     "Fetched",
     "FormLogin",
     "HarvestFailure",
     "LayoutChanged",
+    "LocalFailure",
     "LoginAttempt",
     "LoginFormMissing",
     "LoginLedger",
@@ -54,6 +63,7 @@ __all__ = [
     "NeedsHuman",
     "NeedsPerson",
     "OcrSolver",
+    "Pace",
     "Polite",
     "Politeness",
     "Session",
@@ -63,9 +73,12 @@ __all__ = [
     "SystemUnavailable",
     "TerminalSolver",
     "backoff",
+    "failure_class",
     "launch_browser",
     "launch_options",
     "owned_browsers",
     "read_captcha",
+    "start_playwright",
     "sweep_orphan_browsers",
+    "sweep_temp_roots",
 ]

@@ -1,5 +1,5 @@
 """How we start Chromium: the system's own binary, headless, with no calls home, and how we
-make sure none is left running after us.
+make sure none is left running after us, nor its temp folders.
 
 ``playwright install`` cannot download browsers here, so Playwright always drives the
 executable named by ``HARVEST_CHROMIUM`` (Debian's ``chromium`` by default).
@@ -7,14 +7,24 @@ executable named by ``HARVEST_CHROMIUM`` (Debian's ``chromium`` by default).
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import contextlib
 import os
+import re
+import shutil
 import signal
+import stat
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
-from playwright.async_api import Browser, Playwright
+from playwright.async_api import Browser, Playwright, async_playwright
 
+from machine import pid_alive
 from settings import Settings
 
 # Without the background-networking flags Chromium keeps dialling out to hosts this
@@ -37,8 +47,8 @@ def launch_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``BrowserType.launch`` built from the settings."""
     if not settings.chromium.is_file():
         raise ChromiumMissing(
-            f"Chromium not found at {settings.chromium}: run `make test` (it installs Debian's "
-            "chromium package) or set HARVEST_CHROMIUM to the browser's path."
+            f"找不到 Chromium（{settings.chromium}）：运行 `make test`（它会安装 Debian 的 chromium 包），"
+            "或把 HARVEST_CHROMIUM 设为浏览器的路径"
         )
     return {
         "executable_path": str(settings.chromium),
@@ -60,6 +70,54 @@ async def launch_browser(playwright: Playwright, settings: Settings) -> Browser:
     return await playwright.chromium.launch(**options)
 
 
+# Playwright's driver makes a Chromium profile (playwright_chromiumdev_profile-*) and an artifacts
+# folder (playwright-artifacts-*) in its TMPDIR for every browser, and removes them only when the
+# browser closes: a killed run leaves them. So the driver of each process gets a temp root of its
+# own, named with the process's pid, and a root whose process is dead is swept with its browsers.
+TEMP_PREFIX = "gridharvest-"
+_TEMP_ROOT = re.compile(rf"{TEMP_PREFIX}(\d+)-")
+_roots: dict[int, Path] = {}  # pid -> its root: a forked child makes its own
+_driver_env = threading.Lock()  # TMPDIR is process-wide while a driver starts
+
+
+def temp_root() -> Path:
+    """This process's temp root (``<system tmp>/gridharvest-<pid>-…``, 0700), made on first use."""
+    pid = os.getpid()
+    if pid not in _roots or not _roots[pid].is_dir():  # a tmp cleaner may have taken it
+        _roots[pid] = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{pid}-"))
+        atexit.register(shutil.rmtree, _roots[pid], ignore_errors=True)
+    return _roots[pid]
+
+
+@contextlib.contextmanager
+def _tmpdir(root: Path) -> Iterator[None]:
+    before = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(root)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = before
+
+
+async def start_playwright() -> Playwright:
+    """Playwright with its driver (and so Chromium) keeping temp files in this process's temp root.
+
+    The driver reads TMPDIR from the environment when it is spawned, and Python's ``tempfile`` has
+    cached the system's folder by then (``temp_root`` asked it), so only processes started in this
+    short window see the root; the lock keeps two starts in this process from restoring each other's.
+    """
+    root = temp_root()
+    await asyncio.to_thread(_driver_env.acquire)  # a thread: another start on this loop must not block it
+    try:
+        with _tmpdir(root):
+            return await async_playwright().start()
+    finally:
+        _driver_env.release()
+
+
 def owned_browsers(proc: Path = Path("/proc")) -> dict[int, int]:
     """Browser pid → owner pid, for every running Chromium one of our processes launched."""
     found = {}
@@ -77,10 +135,11 @@ def owned_browsers(proc: Path = Path("/proc")) -> dict[int, int]:
 
 
 def sweep_orphan_browsers() -> list[int]:
-    """End every Chromium whose owning process is dead; returns the pids ended."""
+    """End every Chromium whose owning process is dead, then remove the temp roots of dead
+    processes; returns the pids ended."""
     ended = []
     for pid, owner in owned_browsers().items():
-        if _alive(owner):
+        if pid_alive(owner):
             continue
         try:
             # Playwright starts the browser as a process-group leader: its renderers go with it.
@@ -89,15 +148,27 @@ def sweep_orphan_browsers() -> list[int]:
             continue
         ended.append(pid)
     if ended:
-        logger.warning("ended {} Chromium process(es) left behind by a killed run", len(ended))
+        logger.warning("已结束 {} 个被终止的运行留下的 Chromium 进程", len(ended))
+    sweep_temp_roots()
     return ended
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def sweep_temp_roots(tmp: Path | None = None) -> list[Path]:
+    """Remove the temp roots (in ``tmp``, the system's by default) whose process is dead and that
+    belong to our user; a live process's root is never touched. Returns the roots removed."""
+    removed = []
+    for root in Path(tmp or tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+        owner = _TEMP_ROOT.match(root.name)
+        try:
+            info = root.lstat()
+        except FileNotFoundError:  # another process swept it meanwhile
+            continue
+        if owner is None or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            continue  # not a root of ours: a link, or another user's
+        if pid_alive(int(owner[1])):
+            continue
+        shutil.rmtree(root, ignore_errors=True)
+        removed.append(root)
+    if removed:
+        logger.warning("已清理 {} 个被终止的运行留下的浏览器临时目录", len(removed))
+    return removed

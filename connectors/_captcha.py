@@ -194,7 +194,7 @@ class TerminalSolver:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"captcha-{attempt}.png"
         path.write_bytes(image)
-        prompt = f"OCR could not read the captcha. Open {path} and type what it says (empty to give up): "
+        prompt = f"OCR 未能识别验证码：请打开 {path}，输入图中的字符（直接回车表示放弃）："
         answer = await asyncio.to_thread(input, prompt)
         return answer.strip() or None
 

@@ -119,8 +119,8 @@ class LoginAttempt:
             return pyotp.TOTP(seed.reveal()).now()
         except (ValueError, TypeError) as exc:  # not base32, or too short for pyotp: never print it
             raise NeedsHuman(
-                f"the TOTP seed of {self.system.name}/{self.credentials.username} is not usable "
-                f"({type(exc).__name__}); set the right one with `harvest vault set ... --totp`"
+                f"{self.system.name}/{self.credentials.username} 的 TOTP 种子无法使用"
+                f"（{type(exc).__name__}）：请用 `harvest vault set … --totp` 设置正确的种子"
             ) from None
 
 
@@ -136,10 +136,10 @@ async def form_login(attempt: LoginAttempt) -> LoginOutcome:
     if "captcha_input" in found:
         answer = await attempt.solver.solve(await captcha_image(page, found["captcha_image"]))
         if answer is None:
-            attempt.message = "the captcha could not be read by OCR and no person answered it"
+            attempt.message = "验证码 OCR 未能识别，也没有人工输入"
             return "needs_human"
         if not answer:
-            attempt.message = "OCR read nothing in the captcha"
+            attempt.message = "OCR 在验证码图片中没有读出任何字符"
             return "bad_captcha"  # not submitted: a fresh image, no password spent
         await page.fill(found["captcha_input"], answer)
     code = attempt.totp()
@@ -159,7 +159,7 @@ async def form_login(attempt: LoginAttempt) -> LoginOutcome:
         watch.stop()
     outcome = await _judge(page, form, system, attempt, watch)
     if outcome == "needs_human" and not attempt.submitted and broken:
-        attempt.message = f"the login page's own {broken} failed to load, so its form sent nothing"
+        attempt.message = f"登录页自身的 {broken} 未能加载，表单因此没有发出任何请求"
         return "system_unavailable"  # nothing was spent: a later attempt on a whole page is safe
     return outcome
 
@@ -182,7 +182,7 @@ async def _load_login_page(page: Page, system: System, form: FormLogin, polite: 
     page.on("response", answered)
     page.on("requestfailed", dropped)
     try:
-        await polite.fetch(lambda: page.goto(system.url(form.path)), "the login page")
+        await polite.fetch(lambda: page.goto(system.url(form.path)), "登录页")
         with contextlib.suppress(PlaywrightError):
             await page.wait_for_load_state("load", timeout=FORM_WAIT_MS)
     finally:
@@ -197,17 +197,17 @@ async def _judge(
     said = await watch.new_text(form.error)
     attempt.message = said[:300]
     if watch.dropped:
-        attempt.message = f"the connection dropped while the system answered the login ({watch.dropped})"
+        attempt.message = f"系统答复登录时连接中断（{watch.dropped}）"
         return "system_unavailable"
     if watch.status >= 500:
-        attempt.message = f"the login form answered HTTP {watch.status}"
+        attempt.message = f"登录表单返回 HTTP {watch.status}"
         return "system_unavailable"
     if watch.timed_out:
-        attempt.message = f"the system did not answer the login form in {ANSWER_WAIT_S:g} s"
+        attempt.message = f"系统在 {ANSWER_WAIT_S:g} 秒内没有答复登录表单"
         return "system_unavailable"
     if not watch.sent:
         attempt.not_sent()
-        attempt.message = f"the login page sent nothing when its form was submitted; it showed: {said or '-'}"
+        attempt.message = f"提交登录表单时页面没有发出任何请求；页面显示：{said or '-'}"
         return "needs_human"
     away = urlsplit(page.url).path != form.path
     if away and await _shows(page, system.logged_in):
@@ -239,11 +239,10 @@ async def find_form(page: Page, form: FormLogin, system: System) -> dict[str, st
     try:
         await page.locator(password).first.wait_for(state="visible", timeout=FORM_WAIT_MS)
     except PlaywrightError:
-        what = f"the declared password field {form.password!r}" if form.password else "a password field"
+        what = f"声明的密码框 {form.password!r}" if form.password else "密码框"
         raise LoginFormMissing(
-            f"{system.title} ({system.name}): no login form at {page.url}: {what} did not appear in "
-            f"{FORM_WAIT_MS // 1000} s, and nothing was sent. Check FormLogin(path=…) and its selectors "
-            "in the system's declaration"
+            f"{system.title}（{system.name}）：{page.url} 没有登录表单：{what}在 {FORM_WAIT_MS // 1000} 秒内"
+            "没有出现，未发送任何内容；请检查系统声明中的 FormLogin(path=…) 及其选择器"
         ) from None
     marked: dict[str, bool] = await page.evaluate(FIND_FORM_JS, [MARK, form.password])
     found = {role: f"[{MARK}={role}]" for role, present in marked.items() if present}
@@ -257,14 +256,13 @@ async def find_form(page: Page, form: FormLogin, system: System) -> dict[str, st
         declared = getattr(form, role)
         if declared is not None and not await page.locator(declared).count():
             raise LoginFormMissing(
-                f"{system.title} ({system.name}): the login page {page.url} has no {role.replace('_', ' ')} "
-                f"{declared!r} as declared, and nothing was sent. Fix FormLogin({role}=…), or leave it out "
-                "to have the form found by its password field"
+                f"{system.title}（{system.name}）：登录页 {page.url} 上找不到 FormLogin({role}=…) 声明的 "
+                f"{declared!r}，未发送任何内容；请改正这个选择器，或删去它，由框架按密码框找到表单"
             )
     if "username" not in found:
         raise LoginFormMissing(
-            f"{system.title} ({system.name}): the login page {page.url} has a password field but no user "
-            "name input before it; nothing was sent. Declare FormLogin(username=…)"
+            f"{system.title}（{system.name}）：登录页 {page.url} 有密码框，但它前面没有用户名输入框，"
+            "未发送任何内容；请声明 FormLogin(username=…)"
         )
     return found
 

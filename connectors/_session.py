@@ -192,7 +192,7 @@ class Session:
                 return "ok"
             if outcome == "ok":
                 attempt.message = (
-                    f"after login, {self.system.logged_in} is not on {self.system.home}. {attempt.message}"
+                    f"登录后 {self.system.home} 上没有 {self.system.logged_in}。{attempt.message}"
                 ).strip()
             outcome = "unknown" if attempt.submitted else "needs_human"
         return outcome
@@ -210,12 +210,11 @@ class Session:
             now, last = asyncio.get_running_loop().time(), self._relogged_at
             if last is not None and now - last < RETAKEN_WITHIN_S and not expired:
                 raise SessionTaken(
-                    f"{self.system.title} ({self.system.name}/{self.account}) logged us out again "
-                    f"{now - last:.0f} s after we logged in again: someone else is probably "
-                    "using this account. The run stopped instead of ending their session; nothing was "
-                    "published. Run it again when the account is free"
+                    f"{self.system.title}（{self.system.name}/{self.account}）在机器人重新登录 "
+                    f"{now - last:.0f} 秒后又结束了它的会话：很可能有人正在使用这个账号。"
+                    "为了不挤掉对方的会话，本次运行已停止，没有发布任何数据；待账号空闲后再运行"
                 )
-            logger.warning("{} sent us back to its login page; logging in again", self.system.name)
+            logger.warning("{} 把会话退回了登录页，正在重新登录", self.system.name)
             await self.login()
             self._relogged_at = asyncio.get_running_loop().time()
 
@@ -268,9 +267,7 @@ class Session:
             if not lost(reply):
                 return reply
             await self.relogin(generation, expired=says_expired(await _said(reply, self._page)))
-        raise SystemUnavailable(
-            f"{self.system.name} logged us out again right after each login ({what}); try again later"
-        )
+        raise SystemUnavailable(f"{self.system.name} 每次登录后随即又结束了会话（{what}）：稍后会自动重试")
 
     def lost(self, url: str, status: int) -> bool:
         """Did this response send us to the login page (or say 401)?"""
@@ -285,7 +282,7 @@ class Session:
             return True
         reply = await self.polite.fetch(
             lambda: self.context.request.get(self.system.url(self.system.home), timeout=TIMEOUT_MS),
-            "the home page",
+            "首页",
         )
         if self.lost(reply.url, reply.status) or reply.status >= 400:
             return False
@@ -316,36 +313,34 @@ class Session:
 
 
 def _failure(outcome: str, system: System, account: str, said: str, spent: int) -> HarvestFailure:
-    where = f"{system.title} ({system.name}/{account})"
-    said = f" The system said: {said}" if said else ""
+    where = f"{system.title}（{system.name}/{account}）"
+    said = f"登录时所见：{said}" if said else ""
     unpark = f"`harvest vault set {system.name} {account} --password`"
     if outcome == "bad_credentials":
         return BadCredentials(
-            f"{where} rejected the password. The account is parked and will not be tried again until "
-            f"a person updates it with {unpark}.{said}"
+            f"{where} 拒绝了密码：账号已停用，在有人用 {unpark} 更新密码之前不会再尝试登录。{said}"
         )
     if outcome == "locked":
         return AccountLocked(
-            f"{where} says the account is locked. It is parked: unlock it with the system's administrator, "
-            f"then {unpark} to use it again.{said}"
+            f"{where} 提示账号已被锁定：账号已停用，请联系该系统的管理员解锁，"
+            f"然后运行 {unpark} 恢复使用。{said}"
         )
     if outcome == "unknown":
         return LoginUnrecognised(
-            f"{where} answered the login with a page the robot does not recognise, so the password may "
-            f"have been refused. The account is parked so that it cannot be locked: look at login.png in "
-            f"the run's folder, log in by hand once if in doubt, then {unpark}.{said}"
+            f"{where} 对登录的答复是机器人无法识别的页面，密码可能已被拒绝：为免账号被锁定，账号已停用。"
+            f"请查看运行目录中的 login.png，如有疑问先人工登录一次，然后运行 {unpark}。{said}"
         )
     if outcome == "unconfirmed":
         return LoginUnconfirmed(
-            f"{where} left {spent} login attempt(s) unanswered (errors or time-outs) since the last "
-            f"good login, and it locks after {system.lockout_threshold} wrong passwords: the account is "
-            f"parked rather than risk one more. Check the system works (log in by hand once), then {unpark}."
+            f"{where} 自上次成功登录以来有 {spent} 次登录没有得到答复（出错或超时），而该系统输错 "
+            f"{system.lockout_threshold} 次密码就会锁定账号：为免再冒一次险，账号已停用。"
+            f"请先人工登录一次确认系统正常，然后运行 {unpark}。"
         )
     if outcome == "system_unavailable":
-        return SystemUnavailable(f"{where} did not answer the login form; the run will be tried later.{said}")
+        return SystemUnavailable(f"{where} 没有答复登录表单，稍后会自动重试。{said}")
     return NeedsHuman(
-        f"{where} needs a person to log in (a captcha OCR could not read, or a step the robot cannot do): "
-        f"run `harvest run ROBOT --account {account}` in a terminal and answer the prompt.{said}"
+        f"{where} 需要人工登录（OCR 无法识别的验证码，或机器人无法完成的步骤）：请在终端运行 "
+        f"`harvest run ROBOT --account {account}` 并按提示输入。{said}"
     )
 
 

@@ -28,7 +28,15 @@ from connectors import (
     SystemUnavailable,
 )
 from robots._page import Page
-from robots._registry import RobotDeclarationError, RobotSpec, dataset_titles, discover, registered, robot
+from robots._registry import (
+    RobotDeclarationError,
+    RobotSpec,
+    broken,
+    dataset_titles,
+    discover,
+    registered,
+    robot,
+)
 from robots._runner import Harvester, RunReport, run_blocking
 from robots._walk import Walk
 from store import Field, Record
@@ -48,6 +56,7 @@ __all__ = [
     "RunReport",
     "SystemUnavailable",
     "Walk",
+    "broken",
     "dataset_titles",
     "discover",
     "registered",

@@ -120,10 +120,10 @@ class Page:
         """
         table = self.tree.css_first(css)
         if table is None:
-            raise LayoutChanged(f"no table {css!r} on {self.url}: the page layout may have changed")
+            raise LayoutChanged(f"{self.url} 上没有表格 {css!r}：页面布局可能已变化")
         head, body = _sections(table)
         headers = _headers(head)
-        where = _positions(headers, columns, f"table {css!r} on {self.url}")
+        where = _positions(headers, columns, f"{self.url} 上的表格 {css!r}")
         repeated = {field: headers[i][-1] for field, i in where.items()}
         rows, dropped, said_empty = _body_rows(body, where, repeated, (*EMPTY_MARKERS, *map(_fold, empty)))
         if said_empty:
@@ -147,8 +147,8 @@ class Page:
             missing = [header for header in columns if header not in pairs]
             if missing:
                 raise LayoutChanged(
-                    f"cards {item!r} on {self.url} lack {', '.join(missing)} (they show "
-                    f"{', '.join(pairs) or 'nothing'}): the page layout may have changed"
+                    f"{self.url} 上的卡片 {item!r} 缺少 {'、'.join(missing)}（卡片上只有 "
+                    f"{'、'.join(pairs) or '空白'}）：页面布局可能已变化"
                 )
             rows.append({field: pairs[header] for header, field in columns.items()})
         self._read(rows, 0)
@@ -325,11 +325,8 @@ def _positions(headers: list[list[str]], columns: Mapping[str, str], where: str)
         known.setdefault("/".join(map(_header_key, texts)), i)
     missing = [header for header in columns if _header_key(header) not in known]
     if missing:
-        shown = ", ".join(texts[-1] for texts in headers if texts[-1]) or "none"
-        raise LayoutChanged(
-            f"{where} has no column {', '.join(missing)} (its headers are {shown}): "
-            "the page layout may have changed"
-        )
+        shown = "、".join(texts[-1] for texts in headers if texts[-1]) or "无"
+        raise LayoutChanged(f"{where} 没有 {'、'.join(missing)} 列（表头是 {shown}）：页面布局可能已变化")
     return {field: known[_header_key(header)] for header, field in columns.items()}
 
 
@@ -338,7 +335,7 @@ def rename(row: Mapping[str, object], fields: Mapping[str, str], where: str) -> 
     missing = [key for key in fields if key not in row]
     if missing:
         raise LayoutChanged(
-            f"{where} has no field {', '.join(missing)} (it has {', '.join(map(str, row)) or 'none'}): "
-            "the system's data layout may have changed"
+            f"{where} 没有字段 {'、'.join(missing)}（它有 {'、'.join(map(str, row)) or '无'}）："
+            "系统的数据布局可能已变化"
         )
     return {field: row[key] for key, field in fields.items()}

@@ -81,11 +81,10 @@ class Listing:
     def ended(self, why: str) -> None:
         self.log.info("walk of {} ended after page {}: {}", self.path, self.last, why)
 
-    def too_long(self, said: str = "more pages seem to follow") -> LayoutChanged:
-        read = f"after {self.pages} page{'s' if self.pages != 1 else ''}"
+    def too_long(self, said: str = "后面似乎还有更多页") -> LayoutChanged:
         return LayoutChanged(
-            f"{self.path}: stopped {read}: {said}, beyond max_pages={self.cap}; if the list really is "
-            "longer, raise max_pages= on the robot or HARVEST_MAX_PAGES"
+            f"{self.path}：读了 {self.pages} 页后停止：{said}，超出了 max_pages={self.cap}；如果列表确实"
+            "更长，请调大机器人的 max_pages= 或 HARVEST_MAX_PAGES"
         )
 
     async def counted(
@@ -100,14 +99,14 @@ class Listing:
             async for page in counted:
                 if not numbering.holds(page):
                     raise LayoutChanged(
-                        f"{self.path}: page {page.number} of {final} went to {where(page.url)}: "
-                        "the system may have changed how it numbers its pages"
+                        f"{self.path}：第 {page.number} 页（共 {final} 页）被转到了 {where(page.url)}："
+                        "系统可能改变了页码的编号方式"
                     )
                 yield self.take(page)
                 if self.repeats(page.fingerprints, page.number):
                     raise LayoutChanged(
-                        f"{self.path}: page {page.number} of {final} repeats rows of earlier pages: "
-                        "the system may no longer read the page number where the robot puts it"
+                        f"{self.path}：第 {page.number} 页（共 {final} 页）重复了前面各页的行："
+                        "系统可能不再从机器人放页码的位置读取页码"
                     )
         rest = self.to_the_end(numbering, itertools.count(final + 1), read, window=0, pager=final)
         async with contextlib.aclosing(rest) as pages:
@@ -141,7 +140,7 @@ class Listing:
                     raise self.too_long()
                 if pager is not None and page.number == pager + 1:
                     self.log.warning(
-                        "{}: the pager showed {} pages but page {} has rows too; reading on one at a time",
+                        "{}：翻页栏只显示 {} 页，但第 {} 页也有数据；改为逐页往后读",
                         self.path,
                         pager,
                         page.number,
@@ -153,9 +152,7 @@ class Numbering:
 
     def __init__(self, template: str) -> None:
         if "{n}" not in template:
-            raise ValueError(
-                f"pages({template!r}): put {{n}} where the page number goes, e.g. /list?page={{n}}"
-            )
+            raise ValueError(f"pages({template!r})：请把 {{n}} 放在页码所在的位置，例如 /list?page={{n}}")
         self.template = template
         parts = urlsplit(template)
         self._segments = parts.path.split("/")
@@ -165,7 +162,7 @@ class Numbering:
         else:
             self._index = next((i for i, part in enumerate(self._segments) if "{n}" in part), -1)
             if self._index < 0:
-                raise ValueError(f"pages({template!r}): put {{n}} in a query parameter or a path segment")
+                raise ValueError(f"pages({template!r})：请把 {{n}} 放在某个查询参数或路径段中")
             holder = self._segments[self._index]
         before, _, after = holder.partition("{n}")
         self._pattern = re.compile(re.escape(before) + r"(\d+)" + re.escape(after))
@@ -307,15 +304,15 @@ async def clicked(
         while True:
             target = await shown.answer()
             if isinstance(target, str):
-                at = f"page {listing.pages + 1} of {listing.path}"
+                at = f"{listing.path} 的第 {listing.pages + 1} 页"
                 if failures == retries:
                     raise SystemUnavailable(
-                        f"{session.system.name} did not answer {at} after {retries} retries "
-                        f"({target}); it may be down: the run will be tried again later"
+                        f"{session.system.name} 重试 {retries} 次后仍没有答复{at}（{target}）："
+                        "系统可能暂时不可用，稍后会自动重试"
                     )
                 wait = backoff(failures)
                 failures += 1
-                listing.log.info("{} answered {}; retry {} in {:.1f}s", at, target, failures, wait)
+                listing.log.info("{}返回 {}；{:.1f} 秒后第 {} 次重试", at, target, wait, failures)
                 await asyncio.sleep(wait)
                 if before is not None and await shown.back(before, session.polite):
                     behind += 1  # on a page already read again: click on from it
@@ -428,11 +425,13 @@ class Rendered:
                 inner = await (await self.page.wait_for_selector(self.frame)).content_frame()  # type: ignore[union-attr]
             except PlaywrightError as exc:
                 raise LayoutChanged(
-                    f"no iframe {self.frame!r} on {where(self.page.url)} ({str(exc).splitlines()[0]}): "
-                    "the page layout may have changed"
+                    f"{where(self.page.url)} 上没有 iframe {self.frame!r}（{str(exc).splitlines()[0]}）："
+                    "页面布局可能已变化"
                 ) from exc
             if inner is None:
-                raise LayoutChanged(f"{self.frame!r} on {where(self.page.url)} is not an iframe")
+                raise LayoutChanged(
+                    f"{where(self.page.url)} 上的 {self.frame!r} 不是 iframe：页面布局可能已变化"
+                )
         loaded = asyncio.ensure_future(inner.wait_for_load_state())
         try:
             while not loaded.done() and inner not in self._problems:

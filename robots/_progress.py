@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
@@ -42,7 +43,8 @@ class RichProgress:
         self._progress.stop()
 
     def started(self, key: str, title: str) -> None:
-        self._tasks[key] = self._progress.add_task(title, total=None, pages=0, status="")
+        # The columns read their text as markup: a title is shown as it is, brackets and all.
+        self._tasks[key] = self._progress.add_task(escape(title), total=None, pages=0, status="")
 
     def advanced(self, key: str, *, pages: int = 0, records: int = 0) -> None:
         task = self._tasks[key]
@@ -53,6 +55,6 @@ class RichProgress:
         task = self._tasks.get(key)
         if task is None:
             return
-        status = STATUS_TEXT.get(report.status, f"[red]{report.kind or report.status}[/red]")
+        status = STATUS_TEXT.get(report.status, f"[red]{escape(report.kind or report.status)}[/red]")
         self._progress.update(task, total=report.records, completed=report.records, status=status)
         self._progress.stop_task(task)

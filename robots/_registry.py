@@ -1,15 +1,19 @@
 """``@robot(...)`` registers a walk with its options as data, for the CLI, the scheduler and docs.
 
 Discovery is a glob: every module of ``robots/`` whose name does not start with ``_`` is
-the unit's own (the demo robots included) and is imported by ``discover()``.
+the unit's own (the demo robots included) and is imported by ``discover()``; one that fails to
+import is kept aside by ``broken()`` while the others run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pkgutil
+import traceback
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from connectors import System
@@ -46,6 +50,7 @@ class RobotSpec:
 
 
 _ROBOTS: dict[str, RobotSpec] = {}
+_BROKEN: dict[str, str] = {}  # module name → why it did not import
 
 
 def robot(
@@ -70,18 +75,19 @@ def robot(
     def register(walk: WalkFunction) -> WalkFunction:
         robot_name = name or walk.__name__
         if not isinstance(system, System):
-            raise RobotDeclarationError(f"robot {robot_name}: system= must be a connectors.System")
+            raise RobotDeclarationError(f"机器人 {robot_name}：system= 必须是一个 connectors.System")
         record_spec(record)  # a record without a key or with a bad role fails here, at import
         if len(schedule.split()) != 5:
             raise RobotDeclarationError(
-                f"robot {robot_name}: schedule {schedule!r} is not a five-field cron line like '0 2 * * *'"
+                f"机器人 {robot_name}：schedule {schedule!r} 不是形如 '0 2 * * *' 的五段 cron 表达式"
             )
         if max_pages is not None and max_pages < 1:
-            raise RobotDeclarationError(f"robot {robot_name}: max_pages={max_pages} must be at least 1")
+            raise RobotDeclarationError(f"机器人 {robot_name}：max_pages={max_pages} 至少应为 1")
         known = _ROBOTS.get(robot_name)
         if known is not None and known.module != walk.__module__:
             raise RobotDeclarationError(
-                f"two robots are named {robot_name!r} ({known.module} and {walk.__module__}): pass name="
+                f"有两个机器人都叫 {robot_name!r}（{known.module} 和 {walk.__module__}）："
+                "请用 name= 给其中一个另起名字"
             )
         _ROBOTS[robot_name] = RobotSpec(
             name=robot_name,
@@ -103,19 +109,46 @@ def robot(
 
 
 def discover(package: str = "robots") -> dict[str, RobotSpec]:
-    """Import every robot module of ``package`` and return all registered robots by name."""
+    """Import every robot module of ``package`` and return the registered robots by name.
+
+    One robot file that does not import (a typo, a missing import, a bad declaration) must not stop
+    the others: its robots are left out and ``broken()`` says which file failed, where and why.
+    """
     module = importlib.import_module(package)
+    for name in [name for name in _BROKEN if name.startswith(f"{package}.")]:
+        del _BROKEN[name]  # what this discovery finds broken, not a file since mended or removed
     for info in pkgutil.iter_modules(module.__path__):
         if info.name.startswith("_"):
             continue
+        name = f"{package}.{info.name}"
         try:
-            importlib.import_module(f"{package}.{info.name}")
-        except RobotDeclarationError:
-            raise
-        except Exception as exc:  # a robot file with a typo must say which file, in one line
-            where = f"{package}/{info.name}.py"
-            raise RobotDeclarationError(f"{where} could not be loaded: {type(exc).__name__}: {exc}") from exc
+            importlib.import_module(name)
+        except Exception as exc:
+            folder = Path(getattr(info.module_finder, "path", "."))
+            source = folder / info.name / "__init__.py" if info.ispkg else folder / f"{info.name}.py"
+            _BROKEN[name] = _why(exc, source.resolve())
+            for robot_name in [n for n, spec in _ROBOTS.items() if spec.module == name]:
+                del _ROBOTS[robot_name]  # registered before the line that failed: half a file is not run
     return dict(sorted(_ROBOTS.items()))
+
+
+def broken(package: str = "robots") -> dict[str, str]:
+    """Modules of ``package`` its last ``discover()`` could not import, by module name, with one line why."""
+    return {name: why for name, why in sorted(_BROKEN.items()) if name.startswith(f"{package}.")}
+
+
+def _why(exc: Exception, source: Path) -> str:
+    """``robots/x.py:3: SyntaxError: invalid syntax``: where in the file it failed, and the error."""
+    if isinstance(exc, SyntaxError) and exc.filename:  # maybe in a file the robot imports
+        where, line, text = Path(exc.filename), exc.lineno, exc.msg
+    else:
+        frames = traceback.extract_tb(exc.__traceback__)
+        own = [f.lineno for f in frames if Path(f.filename).resolve() == source]
+        where, line, text = source, own[-1] if own else None, str(exc)
+    with contextlib.suppress(ValueError):  # a file outside the working directory keeps its full path
+        where = where.relative_to(Path.cwd())
+    first = next(iter(text.strip().splitlines()), "")
+    return f"{where}{'' if line is None else f':{line}'}: {type(exc).__name__}: {first}"
 
 
 def dataset_titles() -> dict[str, str]:

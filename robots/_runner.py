@@ -5,6 +5,9 @@ behind by a killed process), the account's session (saved, reused, logged in aga
 the store run (staged as records arrive, published only if the walk ends well), the
 evidence of a failure (page HTML and a screenshot with password fields masked), and
 the account's parking when the system rejects its password.
+
+Every run holds its account's lease in the database while it runs, whoever started it, so two
+runs of one account (by hand, by the scheduler, on another machine) never log in over each other.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import errno
 import threading
 import time
 import traceback
@@ -22,12 +26,13 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from loguru import logger
-from playwright.async_api import Browser, Playwright, async_playwright
+from playwright.async_api import Browser, Playwright
 from pydantic import ValidationError
 
 from connectors import (
-    EXIT_CODES,
+    AccountBusy,
     Credentials,
+    DiskFull,
     HarvestFailure,
     LayoutChanged,
     OcrSolver,
@@ -36,18 +41,24 @@ from connectors import (
     SolverChain,
     System,
     TerminalSolver,
+    failure_class,
     launch_browser,
+    start_playwright,
     sweep_orphan_browsers,
 )
+from machine import human_time, local_time, private_dir, tighten, utc_now, write_private
 from robots._registry import RobotSpec
 from robots._walk import Walk
 from settings import Settings
-from store import PublishRefused, Record, Run, Store
+from store import Lease, Record, Run, Store, StoreError, scrub_text
 from vault import AccountInfo, AccountParked, Vault, redact, register_secret
 
 STAGE_BATCH = 2_000  # records held before they go to the staging table
 EARLY_DRIFT_ROWS = 200  # rows read before the invalid-row tolerance can end a run early
 MASKED_COOKIE_LENGTH = 8  # shorter values (flags like "1" or "zh") would mask ordinary words
+ACCOUNT_LEASE_S = 120.0  # renewed every 40 s while a run holds it; a holder that hangs frees it after this
+LEASE_POLL_S = 0.5
+TEXT_EVIDENCE = (".html", ".json", ".txt")
 
 
 @dataclass(frozen=True)
@@ -58,8 +69,8 @@ class RunReport:
     system: str
     account: str
     dataset: str
-    status: str  # ok / failed / cancelled / parked / skipped
-    kind: str | None = None  # failure kind: bad_credentials, locked, needs_human, layout_changed, …
+    status: str  # ok / failed / cancelled / parked / skipped / busy (another run held the account)
+    kind: str | None = None  # a HarvestFailure kind: bad_credentials, locked, …, disk_full, account_busy
     message: str = ""
     run_id: str | None = None
     records: int = 0
@@ -77,7 +88,7 @@ class RunReport:
     def exit_code(self) -> int:
         if self.status in ("ok", "skipped"):
             return 0
-        return EXIT_CODES.get(self.kind or "error", 1)
+        return failure_class(self.kind).exit_code
 
 
 class Progress(Protocol):
@@ -112,12 +123,14 @@ class Harvester:
         *,
         progress: Progress | None = None,
         interactive: bool = False,
+        holder: str = "harvest run",
     ) -> None:
         self.settings = settings
         self.store = store
         self.vault = vault
         self.progress = progress or NoProgress()
         self.interactive = interactive
+        self.holder = holder  # what holds an account while a run of ours runs, as others are told
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._polite: dict[str, Polite] = {}
@@ -128,10 +141,8 @@ class Harvester:
         sweep_orphan_browsers()
         killed = self.store.recover()
         if killed:
-            logger.warning(
-                "{} run(s) of a killed process were closed; the snapshot was untouched", len(killed)
-            )
-        self._playwright = await async_playwright().start()
+            logger.warning("已关闭 {} 个被终止的进程留下的运行，快照保持原样", len(killed))
+        self._playwright = await start_playwright()
         try:
             self._browser = await launch_browser(self._playwright, self.settings)
         except BaseException:
@@ -156,21 +167,33 @@ class Harvester:
         return dataclasses.replace(declared, base_url=url) if url else declared
 
     async def run(self, robot: RobotSpec, account: str) -> RunReport:
-        """One run of ``robot`` with ``account``; runs of one account wait for each other."""
+        """One run of ``robot`` with ``account``, holding the account's lease.
+
+        Runs of one account in this process queue for each other; a run elsewhere holding the
+        account is waited for ``HARVEST_ACCOUNT_WAIT_S``, then this one refuses (``account_busy``).
+        """
         system = self.system(robot.system)
         key = (system.name, account)
         async with self._account_locks.setdefault(key, asyncio.Lock()):
-            return await self._run(robot, system, account)
+            lease = Lease(
+                self.store.engine, f"account:{system.name}/{account}", what=self.holder, ttl=ACCOUNT_LEASE_S
+            )
+            if not await _wait_for(lease, self.settings.account_wait_s):
+                return self._busy(robot, system, account, lease)
+            try:
+                return await self._run(robot, system, account)
+            finally:
+                lease.release()
 
     async def _run(self, robot: RobotSpec, system: System, account: str) -> RunReport:
         info = self.vault.get(system.name, account)
         base = RunReport(robot.name, system.name, account, robot.dataset, status="running")
         if info.status == "parked":
             return self._parked(robot, info, base)
-        if not system.politeness.allows(dt.datetime.now()):
-            hours = system.politeness.hours
+        if not system.politeness.allows(local_time(utc_now(), self.settings.timezone)):
+            hours = "–".join(f"{hour} 点" for hour in system.politeness.hours or ())
             return dataclasses.replace(
-                base, status="skipped", message=f"{system.name} may be harvested only between {hours} o'clock"
+                base, status="skipped", message=f"{system.name} 只允许在每天 {hours}之间采集，本次跳过"
             )
         run_id = self.store.begin_run(
             robot=robot.name,
@@ -186,7 +209,7 @@ class Harvester:
         walk: Walk | None = None
         session: Session | None = None
         with logger.contextualize(run=run_id[:8]):
-            logger.info("run {} of {} with {}/{} started", run_id[:8], robot.name, system.name, account)
+            logger.info("运行 {} 开始：{}，账号 {}/{}", run_id[:8], robot.name, system.name, account)
             try:
                 session = await self._session(robot, system, info, run_id)
                 walk = Walk(
@@ -203,33 +226,35 @@ class Harvester:
                     self.store.publish, run_id, complete=True, pages=walk.pages_read
                 )
                 report = _from_run(base, run, records=records)
-            except PublishRefused as exc:
-                artifacts = await self._evidence(run_id, walk, session)
-                report = self._failed(base, run_id, "layout_changed", str(exc), artifacts)
             except AccountParked:  # another process parked it since we looked
                 parked = self._parked(robot, self.vault.get(system.name, account), base)
                 report = self._failed(
                     base, run_id, parked.kind or "bad_credentials", parked.message, parks=True
                 )
-            except HarvestFailure as exc:
-                if exc.parks:
-                    self.vault.park(system.name, account, kind=exc.kind, message=str(exc))
-                artifacts = (
-                    await self._evidence(run_id, walk, session, files=exc.evidence)
-                    if isinstance(exc, LayoutChanged) or exc.evidence
-                    else None
-                )
-                report = self._failed(base, run_id, exc.kind, str(exc), artifacts, parks=exc.parks)
             except asyncio.CancelledError:
-                self.store.fail(
-                    run_id, "cancelled", "the run was stopped; nothing was published", status="cancelled"
-                )
+                self.store.fail(run_id, "cancelled", "运行已被中止，没有发布任何数据", status="cancelled")
                 raise
-            except Exception as exc:  # a bug in the robot: keep the evidence, keep the snapshot
-                logger.opt(exception=exc).error("robot {} raised {}", robot.name, type(exc).__name__)
-                artifacts = await self._evidence(run_id, walk, session, error=exc)
-                message = redact(f"the robot raised {type(exc).__name__}: {exc}")
-                report = self._failed(base, run_id, "error", message, artifacts)
+            except Exception as exc:
+                failure = _as_failure(exc)
+                if failure is None:  # a bug in the robot: keep the evidence, keep the snapshot
+                    logger.opt(exception=exc).error("机器人 {} 出错：{}", robot.name, type(exc).__name__)
+                    artifacts = await self._evidence(run_id, walk, session, error=exc)
+                    message = redact(
+                        f"机器人出错（{type(exc).__name__}: {exc}）：请查看运行目录中的 traceback.txt，"
+                        "修正机器人后再运行"
+                    )
+                    report = self._failed(base, run_id, "error", message, artifacts)
+                else:
+                    if failure.parks:
+                        self.vault.park(system.name, account, kind=failure.kind, message=str(failure))
+                    artifacts = (
+                        await self._evidence(run_id, walk, session, files=failure.evidence)
+                        if isinstance(failure, LayoutChanged) or failure.evidence
+                        else None
+                    )
+                    report = self._failed(
+                        base, run_id, failure.kind, str(failure), artifacts, parks=failure.parks
+                    )
             finally:
                 if session is not None:
                     await self._keep_session(system, account, session)
@@ -241,10 +266,10 @@ class Harvester:
             )
             log = logger.info if report.status == "ok" else logger.error
             log(
-                "run {} ended {}{}",
+                "运行 {} 结束：{}{}",
                 run_id[:8],
                 report.status,
-                f" ({report.kind}): {report.message}" if report.kind else "",
+                f"（{report.kind}）：{report.message}" if report.kind else "",
             )
         self.progress.finished(key, report)
         return report
@@ -306,13 +331,11 @@ class Harvester:
                 batch = []
         if invalid > robot.invalid_tolerance * read:
             raise LayoutChanged(
-                f"{invalid} of {read} rows did not fit {robot.record.__name__} (first: {first_error}): "
-                "the page layout or the data's format may have changed"
+                f"读到的 {read} 行中有 {invalid} 行不符合 {robot.record.__name__}（第一处：{first_error}）："
+                "页面布局或数据格式可能已变化"
             )
         if invalid:
-            logger.warning(
-                "{} of {} rows did not validate and were left out (first: {})", invalid, read, first_error
-            )
+            logger.warning("有 {} 行（共 {} 行）未通过校验，已略去（第一处：{}）", invalid, read, first_error)
         _check_whole(robot, walk, read)
         if batch:
             await asyncio.to_thread(self.store.stage, run_id, batch)
@@ -324,7 +347,16 @@ class Harvester:
             state = await session.storage_state()
         except Exception:  # a context closed by a failure: nothing worth keeping
             return
-        self.vault.save_session(system.name, account, state, ttl=dt.timedelta(hours=system.session_hours))
+        try:
+            self.vault.save_session(system.name, account, state, ttl=dt.timedelta(hours=system.session_hours))
+        except OSError as exc:  # the run's outcome stands (it may have published): the next run logs in
+            logger.warning(
+                "{}/{} 的会话未能保存（{}）：下次运行将重新登录；请腾出 {} 所在磁盘的空间",
+                system.name,
+                account,
+                exc.strerror or exc,
+                self.settings.data_dir,
+            )
 
     async def _evidence(
         self,
@@ -334,28 +366,35 @@ class Harvester:
         error: BaseException | None = None,
         files: dict[str, bytes] | None = None,
     ) -> str | None:
-        """Save what the robot last saw (HTML or JSON, a masked screenshot, the traceback)."""
-        folder = self._artifacts(run_id)
-        folder.mkdir(parents=True, exist_ok=True)
+        """Save what the robot last saw (HTML or JSON, a masked screenshot, the traceback).
+
+        Evidence leaves the store like any record: every text is redacted of the run's secrets and
+        has its ID and phone numbers masked, the screenshot shows the masked page, and every file is
+        readable by its owner only.
+        """
+        folder = private_dir(self._artifacts(run_id), within=self.settings.data_dir)
         for name, data in (files or {}).items():  # the login page a failure brought along
-            if name.endswith(".html"):  # a page may echo what was typed into it
-                data = redact(data.decode("utf-8", errors="replace")).encode("utf-8")
-            (folder / name).write_bytes(data)
-        if walk is not None and walk.last_body:
-            suffix = ".json" if walk.last_body.lstrip().startswith(("{", "[")) else ".html"
-            (folder / f"last-page{suffix}").write_text(walk.last_body, encoding="utf-8")
-            (folder / "last-url.txt").write_text(walk.last_url + "\n", encoding="utf-8")
+            if name.endswith(TEXT_EVIDENCE):  # a page may echo what was typed into it
+                data = _masked_text(data.decode("utf-8", errors="replace")).encode("utf-8")
+            write_private(folder / name, data)
+        body = _masked_text(walk.last_body) if walk is not None and walk.last_body else ""
+        if walk is not None and body:
+            suffix = ".json" if body.lstrip().startswith(("{", "[")) else ".html"
+            write_private(folder / f"last-page{suffix}", body)
+            write_private(folder / "last-url.txt", _masked_text(walk.last_url) + "\n")
         if session is not None:
             try:
                 page = await session.page()
-                if page.url == "about:blank" and walk is not None and walk.last_body.lstrip().startswith("<"):
-                    await page.set_content(walk.last_body)
+                if body.lstrip().startswith("<"):  # the page as fetched, masked, rather than as it is now
+                    await page.set_content(body)
                 await session.screenshot(page, folder / "screenshot.png")
             except Exception as exc:  # evidence is best effort: never hide the run's own failure
                 logger.debug("no screenshot: {}", exc)
         if error is not None:
-            text = redact("".join(traceback.format_exception(error)))
-            (folder / "traceback.txt").write_text(text, encoding="utf-8")
+            text = _masked_text("".join(traceback.format_exception(error)))
+            write_private(folder / "traceback.txt", text)
+        for path in folder.iterdir():  # the screenshot (and captcha images) are written by others
+            tighten(path)
         return str(folder)
 
     def _artifacts(self, run_id: str) -> Path:
@@ -372,17 +411,30 @@ class Harvester:
         parks: bool = False,
     ) -> RunReport:
         message = redact(message)
-        self.store.fail(run_id, kind, message, artifacts=artifacts)
+        try:
+            self.store.fail(run_id, kind, message, artifacts=artifacts)
+        except StoreError as exc:  # the next start closes the run (`killed`): say so, keep the real outcome
+            logger.error("运行 {} 的结果未能写入数据库（{}）", run_id[:8], exc)
         status = "parked" if parks else "failed"
         return dataclasses.replace(
             base, status=status, kind=kind, message=message, run_id=run_id, artifacts=artifacts
         )
 
-    def _parked(self, robot: RobotSpec, info: AccountInfo, base: RunReport) -> RunReport:
-        since = info.parked_at.astimezone().strftime("%Y-%m-%d %H:%M") if info.parked_at else "earlier"
+    def _busy(self, robot: RobotSpec, system: System, account: str, lease: Lease) -> RunReport:
+        holder = lease.holder()
+        zone = self.settings.timezone
+        who = "另一次运行" if holder is None else f"{holder}，{human_time(_epoch(holder.since), zone)} 起"
         message = (
-            f"the account {info.system}/{info.account} is parked since {since} ({info.parked_kind}) and was "
-            f"not tried: update it with `harvest vault set {info.system} {info.account} --password`"
+            f"账号 {system.name}/{account} 正被{who}占用，等待 {self.settings.account_wait_s:g} 秒仍未释放，"
+            f"本次未运行：待其结束后再运行 `harvest run {robot.name} --account {account}`"
+        )
+        return RunReport(robot.name, system.name, account, robot.dataset, "busy", AccountBusy.kind, message)
+
+    def _parked(self, robot: RobotSpec, info: AccountInfo, base: RunReport) -> RunReport:
+        since = f"自 {human_time(info.parked_at, self.settings.timezone)} 起" if info.parked_at else ""
+        message = (
+            f"账号 {info.system}/{info.account} {since}已停用（{info.parked_kind}），本次没有尝试登录："
+            f"用 `harvest vault set {info.system} {info.account} --password` 更新后即可恢复"
         )
         return dataclasses.replace(
             base, status="parked", kind=info.parked_kind or "bad_credentials", message=message
@@ -400,23 +452,61 @@ def _check_whole(robot: RobotSpec, walk: Walk, read: int) -> None:
     rows = read + tally.dropped
     if tally.dropped > robot.invalid_tolerance * rows:
         raise LayoutChanged(
-            f"{tally.dropped} of {rows} table rows could not be read into {robot.record.__name__} (too few "
-            "cells for the columns named): the table's layout may have changed; see last-page.html"
+            f"表格的 {rows} 行中有 {tally.dropped} 行无法读入 {robot.record.__name__}（单元格少于所列的列）："
+            "表格布局可能已变化；请查看 last-page.html"
         )
     if tally.dropped:
-        logger.warning("{} of {} table rows could not be read and were left out", tally.dropped, rows)
+        logger.warning("有 {} 行表格行（共 {} 行）无法读取，已略去", tally.dropped, rows)
     # An empty-table row counts only where no page had rows: the page after the last says 暂无数据 too.
     said_empty = expected == 0 or (expected is None and tally.said_empty and tally.rows == 0)
     if read == 0 and not said_empty:
         raise LayoutChanged(
-            f"the walk read {walk.pages_read} page(s) and found no records, and the system did not say the "
-            "list is empty: the robot's selectors or columns may not match the pages; see last-page.html"
+            f"读了 {walk.pages_read} 页却没有找到任何记录，系统也没有说列表为空：机器人的选择器或列名"
+            "可能与页面不符；请查看 last-page.html"
         )
     if expected is not None and read < expected:
         raise LayoutChanged(
-            f"the system says the list holds {expected} records but the walk read {read}: pages were "
-            "missed (a pager the robot does not read right?) and nothing was published; see last-page.html"
+            f"系统显示列表共有 {expected} 条记录，却只读到 {read} 条：有页面被漏读（机器人可能没读对翻页），"
+            "没有发布任何数据；请查看 last-page.html"
         )
+
+
+async def _wait_for(lease: Lease, seconds: float) -> bool:
+    """Take ``lease`` within ``seconds``; a wait that is cancelled never leaves it taken."""
+    deadline = time.monotonic() + seconds
+    while True:
+        attempt = asyncio.ensure_future(asyncio.to_thread(lease.try_acquire))
+        try:
+            if await asyncio.shield(attempt):
+                return True
+        except asyncio.CancelledError:  # the thread goes on: release what it may still take
+            attempt.add_done_callback(lambda done: _release_if_taken(done, lease))
+            raise
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(LEASE_POLL_S)
+
+
+def _release_if_taken(attempt: asyncio.Future[bool], lease: Lease) -> None:
+    if not attempt.cancelled() and attempt.exception() is None and attempt.result():
+        lease.release()
+
+
+def _as_failure(exc: Exception) -> HarvestFailure | None:
+    """``exc`` in the failure vocabulary: the store's refusals by their kind, any full disk as ``DiskFull``;
+    None for anything else (a bug)."""
+    if isinstance(exc, HarvestFailure):
+        return exc
+    if isinstance(exc, StoreError):
+        return failure_class(exc.kind)(str(exc))
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = exc.filename or "数据目录"
+        return DiskFull(f"磁盘已满（{where}）：腾出空间后重新运行；本次没有发布，快照保持原样")
+    return None
+
+
+def _epoch(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
 def _from_run(base: RunReport, run: Run, *, records: int) -> RunReport:
@@ -437,6 +527,10 @@ def _mask_cookies(values: list[str]) -> None:
     for value in values:
         if len(value) >= MASKED_COOKIE_LENGTH:
             register_secret(value)
+
+
+def _masked_text(text: str) -> str:
+    return scrub_text(redact(text))
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -129,7 +129,7 @@ class Walk:
                 fetched[1], first = first, await read(0)
         if not numbering.holds(first):
             raise LayoutChanged(
-                f"{path}: page {first.number} went to {where(first.url)}: the list's address may have changed"
+                f"{path}：第 {first.number} 页被转到了 {where(first.url)}：列表的地址可能已变化"
             )
         yield listing.take(first)
         listing.repeats(first.fingerprints, first.number)
@@ -142,7 +142,7 @@ class Walk:
         else:
             count = page_count(first, last, numbering, start)
             if count > listing.cap:
-                raise listing.too_long(f"its pager says {count} pages")
+                raise listing.too_long(f"翻页栏显示共 {count} 页")
             rest = listing.counted(numbering, range(start + 1, start + count), read, window=2 * window)
         async with contextlib.aclosing(rest) as pages:
             async for page in pages:
@@ -168,9 +168,7 @@ class Walk:
         ``retries``, and the walk goes on from where it was.
         """
         if frame is not None and not render:
-            raise ValueError(
-                "follow(frame=...): a list inside an <iframe> is read rendered: pass render=True"
-            )
+            raise ValueError("follow(frame=...)：<iframe> 里的列表须渲染后读取：请传入 render=True")
         listing = self._listing(path)
         if render:
             pages = clicked(self.session, listing, next=next, ready=ready, frame=frame, tally=self.tally)
@@ -203,8 +201,8 @@ class Walk:
                 return
             if href.lower().startswith("javascript:"):
                 raise LayoutChanged(
-                    f"{path}: the next link of page {page.number} is a script ({href[:60]}): "
-                    "walk it with follow(..., render=True)"
+                    f"{path}：第 {page.number} 页的下一页链接是脚本（{href[:60]}）："
+                    "请改用 follow(..., render=True) 读取"
                 )
             if listing.pages >= listing.cap:
                 raise listing.too_long()
@@ -253,9 +251,9 @@ class Walk:
                     return  # scrolling revealed nothing more: the end of an infinite list
             stalls += 1
             if stalls > retries:
-                raise SystemUnavailable(f"{path}: the list stopped growing after {len(yielded)} items")
-            why = "the session ended" if lost else "the list stopped growing"
-            self.log.warning("{}: {} at {} items; reloading and resuming", path, why, len(yielded))
+                raise SystemUnavailable(f"{path}：列表读到 {len(yielded)} 项后不再增长：稍后会自动重试")
+            why = "会话已结束" if lost else "列表不再增长"
+            self.log.warning("{}：读到 {} 项时{}，重新加载后接着读", path, len(yielded), why)
             browser_page = await self._open(
                 path, ready=ready, items=item, at_least=len(yielded), button=button
             )
@@ -269,9 +267,7 @@ class Walk:
         try:
             return json.loads(reply.text)
         except ValueError as exc:
-            raise LayoutChanged(
-                f"{path} did not answer JSON ({exc}): the system's API may have changed"
-            ) from exc
+            raise LayoutChanged(f"{path} 返回的不是 JSON（{exc}）：系统的接口可能已变化") from exc
 
     async def api_pages(
         self,
@@ -296,9 +292,7 @@ class Walk:
         async def read(n: int) -> tuple[int, list[Any]]:
             body = await self.json(path, {**(params or {}), page_param: n, size_param: size})
             if not isinstance(body, dict) or rows not in body or total not in body:
-                raise LayoutChanged(
-                    f"{path} answered without '{rows}' and '{total}': the API may have changed"
-                )
+                raise LayoutChanged(f"{path} 的答复缺少 '{rows}' 或 '{total}'：系统的接口可能已变化")
             self.pages_read += 1
             self._on_page()
             return int(body[total]), list(body[rows] or [])
@@ -313,7 +307,7 @@ class Walk:
         listing.repeats(item_prints(items), 1)
         pages = math.ceil(count / size)
         if pages > listing.cap:
-            raise listing.too_long(f"its total of {count} makes {pages} pages")
+            raise listing.too_long(f"按总数 {count} 条算共 {pages} 页")
         yield records(items)
         window = 2 * self.session.polite.politeness.concurrency
         async with contextlib.aclosing(fetch_ahead(range(2, pages + 1), read, window=window)) as ahead:
@@ -326,8 +320,8 @@ class Walk:
                     return
                 if listing.repeats(item_prints(items), number):
                     raise LayoutChanged(
-                        f"{path}: page {number} repeats the items of earlier pages: the API may not read "
-                        f"{page_param!r} as the page number"
+                        f"{path}：第 {number} 页重复了前面各页的条目：系统的接口可能不把 {page_param!r} "
+                        "当作页码"
                     )
                 yield records(items)
         listing.ended(f"it is the last of the {count} records the API counts")
@@ -349,7 +343,7 @@ class Walk:
             text = await response.text()
             self._note(response.url, text)
             return json.loads(text)
-        raise SystemUnavailable(f"{path}: the request {match} kept failing")
+        raise SystemUnavailable(f"{path}：请求 {match} 一再失败：系统可能暂时不可用，稍后会自动重试")
 
     async def download(self, path: str) -> bytes:
         """The bytes of a report the system exports at ``path`` (through the logged-in session)."""
@@ -367,7 +361,7 @@ class Walk:
         try:
             frame = pd.read_excel(io.BytesIO(data), sheet_name=sheet, dtype=str)
         except ValueError as exc:
-            raise LayoutChanged(f"{path} is not a readable .xlsx report ({exc})") from exc
+            raise LayoutChanged(f"{path} 不是可读的 .xlsx 报表（{exc}）：系统的导出格式可能已变化") from exc
         self._note(path, frame.head(20).to_csv(index=False))
         records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
         if not records:  # the headers, and no rows under them: the system says the list is empty
@@ -422,14 +416,11 @@ class Walk:
     def _check(self, reply: Fetched, path: str) -> None:
         if reply.status == 403:
             raise NeedsHuman(
-                f"{path} answered 403: the account may no longer see these records; ask the system's "
-                "administrator about its permissions"
+                f"{path} 返回 403：该账号可能已无权查看这些记录；请向该系统的管理员确认账号的权限"
             )
         if reply.status >= 400:
             self._note(reply.url, reply.text)
-            raise LayoutChanged(
-                f"{path} answered HTTP {reply.status}: the system's addresses may have changed"
-            )
+            raise LayoutChanged(f"{path} 返回 HTTP {reply.status}：系统的地址可能已变化")
 
     def _note(self, url: str, body: str) -> None:
         self.last_url, self.last_body = url, body

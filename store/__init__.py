@@ -4,7 +4,16 @@ Runs stage their records as they arrive; ``Store.publish`` makes them the snapsh
 one transaction, and a failed or killed run changes nothing.
 """
 
-from store._engine import StoreUnavailable, make_engine
+from store._engine import make_engine
+from store._errors import (
+    PublishRefused,
+    SchemaMismatch,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+    UnknownRun,
+    is_disk_full,
+)
 from store._idnumber import (
     id_number_birth_date,
     id_number_check_digit,
@@ -12,10 +21,13 @@ from store._idnumber import (
     is_valid_id_number,
     normalize_id_number,
 )
+from store._lease import Holder, Lease, LeaseRow
 from store._record import Field, Record, RecordDeclarationError, RecordSpec, Role, record_spec
+from store._scrub import scrub_text
+from store._search import is_number_search
 from store._snapshot import REF_COLUMN, Access, Freshness, RevealRefused, Snapshot, UnknownDataset
-from store._store import PublishRefused, Store, UnknownRun
-from store._tables import Audit, Change, DatasetInfo, Run, SchemaMismatch
+from store._store import Store
+from store._tables import Audit, Change, DatasetInfo, Run, create_tables
 
 __all__ = [
     "REF_COLUMN",
@@ -25,6 +37,9 @@ __all__ = [
     "DatasetInfo",
     "Field",
     "Freshness",
+    "Holder",
+    "Lease",
+    "LeaseRow",
     "PublishRefused",
     "Record",
     "RecordDeclarationError",
@@ -35,14 +50,20 @@ __all__ = [
     "SchemaMismatch",
     "Snapshot",
     "Store",
+    "StoreError",
+    "StoreFull",
     "StoreUnavailable",
     "UnknownDataset",
     "UnknownRun",
+    "create_tables",
     "id_number_birth_date",
     "id_number_check_digit",
     "id_number_gender",
+    "is_disk_full",
+    "is_number_search",
     "is_valid_id_number",
     "make_engine",
     "normalize_id_number",
     "record_spec",
+    "scrub_text",
 ]

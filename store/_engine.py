@@ -8,11 +8,9 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 
+from store._errors import StoreUnavailable
+
 MIN_SQLITE = (3, 35, 0)  # RETURNING and the upsert forms the store uses
-
-
-class StoreUnavailable(RuntimeError):
-    """The database cannot be used; the message says what to do."""
 
 
 def make_engine(url: str) -> Engine:

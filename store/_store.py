@@ -6,6 +6,7 @@ ever lived in the staging table, which ``recover()`` clears on the next start.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -14,13 +15,16 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
+from machine import pid_alive, private_file, tighten, utc_now, write_private
+from store._errors import PublishRefused, StoreFull, UnknownRun, is_disk_full
 from store._record import Record, RecordSpec, record_spec
 from store._search import SearchIndex
 from store._snapshot import Access, Snapshot, searched_fields, searched_index
@@ -30,7 +34,7 @@ from store._tables import (
     Change,
     DatasetInfo,
     Run,
-    _now,
+    create_tables,
     ensure,
     key_text,
     snapshot_table,
@@ -39,14 +43,9 @@ from store._tables import (
 
 BATCH = 10_000  # rows per staging transaction: few commits, still bounded memory
 SHRINK_RATIO = 0.9
-
-
-class PublishRefused(RuntimeError):
-    """Publishing would do harm (the shrink guard); the run ended ``layout_changed`` and nothing changed."""
-
-
-class UnknownRun(KeyError):
-    """No run with that id, or it is not running any more."""
+# Kept beside a SQLite database and given up when its disk fills: SQLite needs room even to record
+# that a run failed, and a run left `running` on a full disk would wait for the next start to be closed.
+RESERVE_BYTES = 2 << 20
 
 
 @dataclass(frozen=True)
@@ -63,8 +62,10 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        _keep_private(engine)
+        self._reserve = _reserve(engine)
         tables = [Run.__table__, Change.__table__, DatasetInfo.__table__, Audit.__table__]
-        SQLModel.metadata.create_all(engine, tables=tables)  # type: ignore[arg-type]
+        create_tables(engine, tables)  # type: ignore[arg-type]
         self._datasets: dict[str, Dataset] = {}
 
     def dataset(self, name: str, model: type[Record]) -> Dataset:
@@ -126,7 +127,7 @@ class Store:
             host=socket.gethostname(),
             pid=os.getpid(),
         )
-        with Session(self.engine) as session:
+        with self._room(), Session(self.engine) as session:
             session.add(run)
             session.commit()
             return run.id
@@ -138,7 +139,7 @@ class Store:
         rows = data.spec.rows(records, lead=(run_id,))
         write = _stage_writer(self.engine, data.stage)
         for batch in iter(lambda: list(islice(rows, BATCH)), []):
-            with self.engine.begin() as conn:
+            with self._room(), self.engine.begin() as conn:
                 write(conn, batch)
             staged += len(batch)
         return staged
@@ -149,7 +150,7 @@ class Store:
         if run.status != "running":
             return run
         data = self._datasets[run.dataset]
-        with self.engine.begin() as conn:
+        with self._room(), self.engine.begin() as conn:
             # Take the write lock first.  SQLite's driver begins the transaction at the first write:
             # reading before it (the guard's counts, whether the snapshot is empty) could see a state
             # another publish then changes, and a transaction that read first and writes later fails
@@ -169,8 +170,8 @@ class Store:
                 seen = _index_stage(conn, data, run_id)
             if complete and previous and seen < SHRINK_RATIO * previous:
                 refusal = (
-                    f"this run saw {seen} records where the last good run saw {previous}: the page layout "
-                    "may have changed. Nothing was published; check the system, then re-run"
+                    f"本次运行只看到 {seen} 条记录，而上次成功的运行看到 {previous} 条：页面布局可能已变化。"
+                    "没有发布任何数据；请检查该系统后重新运行"
                 )
             else:
                 refusal = ""
@@ -186,7 +187,7 @@ class Store:
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql(f'DROP TABLE IF EXISTS temp."{_run_rows_name(data)}"')
         if refusal:
-            self.fail(run_id, "layout_changed", refusal)
+            self.fail(run_id, PublishRefused.kind, refusal)
             raise PublishRefused(refusal)
         return self.run(run_id)
 
@@ -196,11 +197,32 @@ class Store:
         """End a run without touching the snapshot: record why and where its evidence is; drop its staging."""
         run = self.run(run_id)
         data = self._datasets.get(run.dataset)
-        with self.engine.begin() as conn:
-            if data is not None:
-                conn.execute(sa.delete(data.stage).where(data.stage.c.run_id == run_id))
-            _end_run(conn, run_id, status=status, failure_kind=kind, message=message, artifacts=artifacts)
+        outcome = {"status": status, "failure_kind": kind, "message": message, "artifacts": artifacts}
+        try:
+            with self._room(), self.engine.begin() as conn:
+                if data is not None:
+                    conn.execute(sa.delete(data.stage).where(data.stage.c.run_id == run_id))
+                _end_run(conn, run_id, **outcome)
+        except StoreFull:  # even with the reserve given up: record the outcome at least, keep the staged rows
+            with self._room(), self.engine.begin() as conn:
+                _end_run(conn, run_id, **outcome)
         return self.run(run_id)
+
+    @contextlib.contextmanager
+    def _room(self) -> Iterator[None]:
+        """A write that meets a full disk raises ``StoreFull``, with the reserve given up for what follows."""
+        try:
+            yield
+        except (sa.exc.DBAPIError, OSError) as exc:
+            if not is_disk_full(exc):
+                raise
+            if self._reserve is not None:
+                self._reserve.unlink(missing_ok=True)
+            url = self.engine.url.render_as_string(hide_password=True)
+            where = self._reserve.parent if self._reserve else url
+            raise StoreFull(
+                f"数据库所在的磁盘已满（{where}）：腾出空间后重新运行；本次没有发布，快照保持原样"
+            ) from exc
 
     def recover(self) -> list[str]:
         """Mark runs of dead processes on this host ``killed`` and clear their staging; returns their ids."""
@@ -209,7 +231,7 @@ class Store:
             running = (
                 session.exec(sa.select(Run).where(Run.status == "running", Run.host == host)).scalars().all()
             )  # type: ignore[call-overload]
-        dead = [run for run in running if not _alive(run.pid)]
+        dead = [run for run in running if not pid_alive(run.pid)]
         inspector = sa.inspect(self.engine)
         with self.engine.begin() as conn:
             for run in dead:
@@ -221,15 +243,15 @@ class Store:
                     run.id,
                     status="killed",
                     failure_kind="killed",
-                    message="the process running it ended without finishing; nothing was published",
+                    message="运行它的进程中途结束，没有发布任何数据",
                 )
         return [run.id for run in dead]
 
     def purge(self, days: int, *, actor: str) -> dict[str, int]:
         """Delete gone records and history older than ``days`` (PIPL: no longer than necessary); audited."""
         if days < 1:
-            raise ValueError("retention must be at least one day")
-        cutoff = _now() - dt.timedelta(days=days)
+            raise ValueError("保留天数至少为 1 天")
+        cutoff = utc_now() - dt.timedelta(days=days)
         runs = Run.__table__.c  # type: ignore[attr-defined]
         old_runs = sa.select(runs.id).where(runs.finished_at < cutoff)
         counts = {}
@@ -258,7 +280,7 @@ class Store:
         if run is None:
             raise UnknownRun(run_id)
         if run.status != "running":
-            raise UnknownRun(f"run {run_id} is {run.status}, not running")
+            raise UnknownRun(f"运行 {run_id} 的状态是 {run.status}，已不在进行中")
         return self._datasets[run.dataset]
 
     @staticmethod
@@ -362,17 +384,39 @@ def _clear_stage(conn: sa.Connection, data: Dataset, run_id: str, seen: int) -> 
 def _end_run(conn: sa.Connection, run_id: str, **values: Any) -> None:
     """Close a run's record with its outcome, inside the caller's transaction."""
     runs = Run.__table__  # type: ignore[attr-defined]
-    conn.execute(sa.update(runs).where(runs.c.id == run_id).values(finished_at=_now(), **values))
+    conn.execute(sa.update(runs).where(runs.c.id == run_id).values(finished_at=utc_now(), **values))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _reserve(engine: Engine) -> Path | None:
+    """The reserve file of a SQLite database, written now if it is missing and the disk has room."""
+    database = _sqlite_file(engine)
+    if database is None:
+        return None
+    path = database.with_name(database.name + "-reserve")
+    if not path.exists() or path.stat().st_size < RESERVE_BYTES:
+        with contextlib.suppress(OSError):  # no room for it: the disk is the operator's to free
+            write_private(path, bytes(RESERVE_BYTES))  # real bytes: a sparse file would hold no room
+    return path
+
+
+def _sqlite_file(engine: Engine) -> Path | None:
+    """The file of a SQLite database on disk; None for other databases and in-memory ones."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _keep_private(engine: Engine) -> None:
+    """A SQLite file is made 0600 before SQLite first opens it (it would make it 0644 under the usual
+    umask); its WAL, shared-memory and journal files then take the database's mode.  Any of them found
+    wider, made before, is tightened."""
+    database = _sqlite_file(engine)
+    if database is None:
+        return
+    path = private_file(database)
+    for suffix in ("-wal", "-shm", "-journal"):
+        tighten(path.with_name(path.name + suffix))
 
 
 def _first_load_applies(conn: sa.Connection, data: Dataset) -> bool:
@@ -425,7 +469,7 @@ def _first_load(conn: sa.Connection, data: Dataset, run: Run) -> tuple[int, dict
     for index in lookups:
         index.create(conn)
     seen = conn.scalar(sa.select(sa.func.count()).select_from(snap)) or 0
-    _history(conn, data, run, "new", sa.true(), _now())
+    _history(conn, data, run, "new", sa.true(), utc_now())
     return seen, {"new": seen, "changed": 0, "unchanged": 0, "gone": 0, "back": 0}
 
 
@@ -440,7 +484,7 @@ def _publish(
     """Publish the run's rows -- those of ``stage`` where ``mine`` holds, one per key -- into the snapshot."""
     snap, key, names = data.snapshot, data.spec.key, data.spec.names
     matches = sa.and_(*(stage.c[k] == snap.c[k] for k in key), mine)
-    now = _now()
+    now = utc_now()
     counts = {"new": 0, "changed": 0, "unchanged": 0, "gone": 0, "back": 0}
 
     # Unchanged first: after the changed rows are updated below, their hashes match too.  Records

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlmodel import Field, SQLModel
 
+from machine import utc_now
+from store._errors import SchemaMismatch
 from store._record import RecordSpec
 
 _SQL_TYPES: dict[type, type[sa.types.TypeEngine]] = {
@@ -24,9 +26,7 @@ _SQL_TYPES: dict[type, type[sa.types.TypeEngine]] = {
     dt.datetime: sa.DateTime,
 }
 
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+_now = utc_now  # the name store._snapshot (not in this change) still imports
 
 
 class Run(SQLModel, table=True):
@@ -41,7 +41,7 @@ class Run(SQLModel, table=True):
     status: str = Field(default="running", index=True)  # running / ok / failed / cancelled / killed
     failure_kind: str | None = None
     message: str | None = None
-    started_at: dt.datetime = Field(default_factory=_now)
+    started_at: dt.datetime = Field(default_factory=utc_now)
     finished_at: dt.datetime | None = None
     pages: int = 0
     seen: int = 0
@@ -65,7 +65,7 @@ class Change(SQLModel, table=True):
     key: str = Field(index=True)
     kind: str
     fields: str | None = None  # JSON {"field": [before, after]} for changed and back
-    at: dt.datetime = Field(default_factory=_now)
+    at: dt.datetime = Field(default_factory=utc_now)
 
 
 class DatasetInfo(SQLModel, table=True):
@@ -77,24 +77,20 @@ class DatasetInfo(SQLModel, table=True):
     roles: str  # JSON {field: role}
     columns: str  # JSON list of field names, in declaration order
     labels: str = "{}"  # JSON {field: Chinese header}, from each field's title
-    updated_at: dt.datetime = Field(default_factory=_now)
+    updated_at: dt.datetime = Field(default_factory=utc_now)
 
 
 class Audit(SQLModel, table=True):
     """Append-only record of every reveal, export and purge: who, when, what, why, how many rows."""
 
     id: int | None = Field(default=None, primary_key=True)
-    at: dt.datetime = Field(default_factory=_now, index=True)
+    at: dt.datetime = Field(default_factory=utc_now, index=True)
     actor: str
     action: str  # reveal / export / purge
     dataset: str | None = None
     detail: str | None = None  # the query, as JSON
     reason: str | None = None
     rows: int = 0
-
-
-class SchemaMismatch(RuntimeError):
-    """The record class no longer fits its table in a way the store cannot upgrade in place."""
 
 
 def dataset_name(name: str) -> str:
@@ -155,11 +151,31 @@ def stage_table(metadata: sa.MetaData, dataset: str, spec: RecordSpec) -> sa.Tab
     )
 
 
+CREATE_ATTEMPTS = 3
+
+
+def create_tables(engine: Engine, tables: Sequence[sa.Table]) -> None:
+    """Create those of ``tables`` that are missing.
+
+    Processes that start together on a new database (two `harvest run`, a run beside the scheduler)
+    race to create the same tables: the check and the CREATE are two statements, so the loser meets
+    "already exists" and finds the tables made by the winner on its next look.
+    """
+    for table in tables:
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                table.create(engine, checkfirst=True)
+                break
+            except sa.exc.DBAPIError as exc:
+                if "already exists" not in str(exc.orig) or attempt == CREATE_ATTEMPTS - 1:
+                    raise
+
+
 def ensure(engine: Engine, table: sa.Table, spec: RecordSpec) -> None:
     """Create ``table``, or upgrade it in place when the record class gained fields."""
     inspector = sa.inspect(engine)
     if not inspector.has_table(table.name):
-        table.create(engine)
+        create_tables(engine, [table])
         return
     existing = {c["name"]: c for c in inspector.get_columns(table.name)}
     keys = set(inspector.get_pk_constraint(table.name)["constrained_columns"])

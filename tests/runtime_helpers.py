@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
@@ -12,6 +16,9 @@ from robots import Harvester, RobotSpec, RunReport, discover, registered, run_bl
 from settings import Settings
 from store import Store
 from vault import Vault
+
+HARVEST = Path(sys.executable).with_name("harvest")
+REPO = Path(__file__).parent.parent
 
 
 def harvest(
@@ -47,3 +54,15 @@ def flaky_tolerant(robot: str | RobotSpec, threshold: int = 5) -> RobotSpec:
     """
     spec = registered()[robot] if isinstance(robot, str) else robot
     return dataclasses.replace(spec, system=dataclasses.replace(spec.system, lockout_threshold=threshold))
+
+
+def spawn_run(robot: str, account: str) -> subprocess.Popen[bytes]:
+    """``harvest run ROBOT --account ACCOUNT`` as a child in a process group of its own, for killing."""
+    return subprocess.Popen(
+        [str(HARVEST), "run", robot, "--account", account],
+        cwd=REPO,
+        env=os.environ.copy(),
+        start_new_session=True,  # its own process group: one SIGKILL takes Python and Playwright's driver
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

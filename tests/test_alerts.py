@@ -240,6 +240,7 @@ FIXES = {
     "needs_human": ("登录需要人工处理", "harvest run residents --account donghu"),
     "layout_changed": ("页面结构已变化", "runs/run-7f3a/"),
     "system_unavailable": ("无法访问", "自动重试"),
+    "disk_full": ("磁盘已满", "df -h"),
     "stale": ("已超过 36 小时未更新", "harvest status"),
     "recovered": ("已恢复更新", "无需处理"),
     "error": ("运行出错", "runs/run-7f3a/"),
@@ -265,3 +266,16 @@ def test_an_alert_is_checked_when_made() -> None:
         alert(at=dt.datetime(2024, 5, 1, 2, 0))
     with pytest.raises(dataclasses.FrozenInstanceError):
         alert().kind = "locked"  # type: ignore[misc]
+
+
+def test_every_failure_a_person_is_told_of_has_an_alert_of_its_kind() -> None:
+    """The failure tree is the vocabulary: a kind the scheduler alerts must render, not raise."""
+    from connectors import HarvestFailure
+
+    def family(cls: type[HarvestFailure]) -> Iterator[type[HarvestFailure]]:
+        yield cls
+        for sub in cls.__subclasses__():
+            yield from family(sub)
+
+    alerted = {cls.kind for cls in family(HarvestFailure) if cls.alerted}
+    assert alerted <= set(KINDS), alerted - set(KINDS)

@@ -123,7 +123,7 @@ def test_an_unrecognised_answer_parks_with_the_login_page_as_evidence(
     (report,) = harvest(settings, store, vault, [(_robot_of("population"), "donghu")])
 
     assert (report.status, report.kind) == ("parked", "needs_human")
-    assert "E1027" in report.message and "parked" in report.message
+    assert "E1027" in report.message and "已停用" in report.message
     folder = Path(report.artifacts or "")
     assert (folder / "login.png").stat().st_size > 0
     assert "E1027" in (folder / "login.html").read_text(encoding="utf-8")
@@ -140,7 +140,7 @@ def test_unanswered_logins_are_counted_across_runs_and_reset_by_a_good_login(
     assert first.kind == "system_unavailable" and vault.get("civil", "donghu").unconfirmed_logins == 1
     (second,) = harvest(settings, store, vault, [(robot, "donghu")])  # ... and the next one
     assert (second.status, second.kind) == ("parked", "needs_human")
-    assert "left 1 login attempt(s) unanswered" in second.message
+    assert "有 1 次登录没有得到答复" in second.message
     assert len([a for a in system.gate.attempts if a.username == system.accounts[0].username]) == 1
 
     system.switches.login_fault = ""
@@ -160,7 +160,7 @@ def test_a_login_form_that_is_not_there_fails_fast_and_sends_nothing(
     (report,) = harvest(settings, store, vault, [(dataclasses.replace(robot, system=missing), "donghu")])
 
     assert (report.status, report.kind) == ("failed", "layout_changed")
-    assert "#no-such-input" in report.message and "nothing was sent" in report.message
+    assert "#no-such-input" in report.message and "未发送任何内容" in report.message
     assert list(sandbox["population"].gate.attempts) == []
 
 
@@ -177,7 +177,7 @@ def test_kicked_out_twice_in_one_run_stops_instead_of_taking_the_session_back(
     (report,) = harvest(settings, store, vault, [("t_pages20", "nanshan")])
 
     assert (report.status, report.kind) == ("failed", "needs_human"), report.message
-    assert "someone else" in report.message and report.logins == 2
+    assert "有人正在使用" in report.message and report.logins == 2
     kicked = [e for e in system.gate.events if e.username == username and e.event == "kicked"]
     assert len(kicked) == 2  # ours: we ended nobody's session a second time
     assert vault.get("population", "nanshan").status == "ok"  # nothing wrong with the password

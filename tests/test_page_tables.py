@@ -101,7 +101,7 @@ def test_under_grouped_headers_the_lowest_header_names_a_column_or_the_group_pat
     assert rows == [
         {"n": "1", "name": "张三", "id_number": "110105194912310029", "contact": "李四", "phone": "138"}
     ]
-    with pytest.raises(LayoutChanged, match="its headers are 序号, 姓名, 身份证号, 姓名, 电话"):
+    with pytest.raises(LayoutChanged, match="表头是 序号、姓名、身份证号、姓名、电话"):
         read(html, {"基本信息": "group"})
 
 
@@ -230,7 +230,7 @@ def test_headers_match_without_whitespace_colons_stars_or_sort_arrows(shown: str
 
 def test_a_missing_header_names_what_the_table_shows() -> None:
     html = table("<tr><th>姓名</th><th>公民身份号码</th></tr>", "<tr><td>张三</td><td>1</td></tr>")
-    with pytest.raises(LayoutChanged, match=r"no column 身份证号 \(its headers are 姓名, 公民身份号码\)"):
+    with pytest.raises(LayoutChanged, match=r"没有 身份证号 列（表头是 姓名、公民身份号码）"):
         read(html)
 
 

@@ -44,7 +44,7 @@ def test_a_changed_layout_ends_the_run_with_evidence_and_the_snapshot_untouched(
     (report,) = harvest(settings, store, vault, [(robot_name, "donghu")])
 
     assert (report.status, report.kind, report.exit_code) == ("failed", "layout_changed", 5)
-    assert "layout may have changed" in report.message
+    assert "布局可能已变化" in report.message
     run = store.run(report.run_id or "")
     assert (run.failure_kind, run.artifacts) == ("layout_changed", report.artifacts)
     folder = Path(report.artifacts or "")
@@ -69,7 +69,7 @@ def test_rows_that_fail_validation_beyond_the_tolerance_are_drift(
 ) -> None:
     (report,) = harvest(settings, store, vault, [("t_bad_dates", "xiyuan")])
     assert (report.status, report.kind) == ("failed", "layout_changed")
-    assert "did not fit Person" in report.message and "birth_date" in report.message
+    assert "不符合 Person" in report.message and "birth_date" in report.message
     assert snapshot(store, "persons").empty
 
 
@@ -95,7 +95,7 @@ def test_fewer_records_than_the_pages_state_publish_nothing_on_a_first_run(
 ) -> None:
     (short,) = harvest(settings, store, vault, [("t_first_page", "nanshan")])
     assert (short.status, short.kind, short.exit_code) == ("failed", "layout_changed", 5)
-    assert "the system says the list holds" in short.message and "read 50" in short.message
+    assert "系统显示列表共有" in short.message and "读到 50 条" in short.message
     assert snapshot(store, "persons").empty
 
 
@@ -105,7 +105,7 @@ def test_far_fewer_records_than_the_last_good_run_publish_nothing(
     good, shrunk = harvest(settings, store, vault, [("persons", "nanshan"), ("t_half", "nanshan")])
     assert good.status == "ok"
     assert (shrunk.status, shrunk.kind, shrunk.exit_code) == ("failed", "layout_changed", 5)
-    assert "the last good run saw" in shrunk.message
+    assert "上次成功的运行看到" in shrunk.message
     assert (snapshot(store, "persons")["gone_run"].isna()).all()
 
 
@@ -152,7 +152,7 @@ def test_a_first_run_that_reads_pages_but_no_records_publishes_nothing(
 ) -> None:
     (empty,) = harvest(settings, store, vault, [("t_reads_nothing", "donghu")])
     assert (empty.status, empty.kind) == ("failed", "layout_changed"), empty.message
-    assert "found no records" in empty.message and empty.pages >= 3
+    assert "没有找到任何记录" in empty.message and empty.pages >= 3
 
 
 def test_a_list_the_system_says_is_empty_is_an_ok_run_of_no_records(

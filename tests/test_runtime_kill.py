@@ -17,14 +17,10 @@ from connectors import owned_browsers, sweep_orphan_browsers
 from sandbox import Sandbox
 from settings import Settings
 from store import Run, Store
-from tests.runtime_helpers import harvest, snapshot
+from tests.runtime_helpers import harvest, snapshot, spawn_run
 from vault import Vault
 
 pytestmark = pytest.mark.browser
-HARVEST = Path(sys.executable).with_name("harvest")
-REPO = Path(__file__).parent.parent
-
-
 def _wait(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -42,14 +38,7 @@ def test_a_killed_run_leaves_no_browser_after_the_next_start_and_the_snapshot_un
     population.switches.fault_slow_rate, population.switches.slow_seconds = 1.0, 1.0  # a long walk
     population.traffic.reset()
 
-    child = subprocess.Popen(
-        [str(HARVEST), "run", "persons", "--account", "donghu"],
-        cwd=REPO,
-        env=os.environ.copy(),
-        start_new_session=True,  # its own process group: one SIGKILL takes Python and Playwright's driver
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    child = spawn_run("persons", "donghu")
     try:
         _wait(lambda: child.pid in owned_browsers().values(), "the child's Chromium")
         _wait(lambda: any(r.status == "running" for r in _runs(store)), "the child's run")

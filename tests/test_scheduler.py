@@ -175,7 +175,7 @@ def test_a_second_scheduler_on_the_same_data_dir_refuses_to_start(
     fast = _compressed(settings, receiver, schedules={"elderly": "0 0 1 1 *"})
     with running(fast, ELDERLY):
         second = HarvestScheduler(fast, robots=ELDERLY)
-        with pytest.raises(SchedulerBusy, match="a scheduler already runs"):
+        with pytest.raises(SchedulerBusy, match="已有调度器在运行"):
             second.start()
 
 

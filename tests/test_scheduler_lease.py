@@ -1,4 +1,4 @@
-"""The scheduler's locks live in the database: they hold across processes and free themselves."""
+"""Leases live in the database: they hold across processes and free themselves."""
 
 from __future__ import annotations
 
@@ -9,36 +9,38 @@ import time
 
 import sqlalchemy as sa
 
-from scheduler import Lease, LeaseRow
 from settings import Settings
-from store import Store
+from store import Lease, LeaseRow, Store
 
 
 def test_a_lease_is_held_by_one_owner_until_released(settings: Settings, store: Store) -> None:
-    first, second = Lease(store.engine, "account:civil/donghu"), Lease(store.engine, "account:civil/donghu")
+    first = Lease(store.engine, "account:civil/donghu", what="harvest run")
+    second = Lease(store.engine, "account:civil/donghu", what="harvest schedule")
     assert first.try_acquire()
     assert not second.try_acquire()
-    assert second.holder() == first.owner
+    holder = second.holder()
+    assert holder is not None and holder.what == "harvest run" and holder.host == socket.gethostname()
+    assert "harvest run" in str(holder) and str(holder.pid) in str(holder)
     first.release()
     assert second.try_acquire()
     second.release()
-    assert Lease(store.engine, "account:civil/donghu").holder() is None
+    assert Lease(store.engine, "account:civil/donghu", what="x").holder() is None
 
 
 def test_a_lease_is_renewed_while_held_and_taken_over_once_expired(settings: Settings, store: Store) -> None:
-    held = Lease(store.engine, "scheduler", ttl=0.6)
+    held = Lease(store.engine, "scheduler", what="harvest schedule", ttl=0.6)
     assert held.try_acquire()
     time.sleep(1.5)  # well past one ttl: only the renewals keep it
-    assert not Lease(store.engine, "scheduler").try_acquire()
+    assert not Lease(store.engine, "scheduler", what="x").try_acquire()
     held._held.clear()  # the holder hangs: no more renewals, no release
     time.sleep(1.0)
-    assert Lease(store.engine, "scheduler").try_acquire()
+    assert Lease(store.engine, "scheduler", what="x").try_acquire()
 
 
 def test_a_dead_process_on_this_host_frees_its_lease_at_once(settings: Settings, store: Store) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    lease = Lease(store.engine, "scheduler")
+    lease = Lease(store.engine, "scheduler", what="harvest schedule")
     table = LeaseRow.__table__  # type: ignore[attr-defined]
     with store.engine.begin() as conn:  # as a scheduler killed with SIGKILL leaves it
         conn.execute(

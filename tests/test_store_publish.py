@@ -103,7 +103,7 @@ def test_the_shrink_guard_refuses_a_run_that_saw_far_fewer_records(store: Store)
     before = snapshot(store)
     run_id = begin(store)
     store.stage(run_id, people(80))
-    with pytest.raises(PublishRefused, match="80 records where the last good run saw 100"):
+    with pytest.raises(PublishRefused, match="只看到 80 条记录，而上次成功的运行看到 100 条"):
         store.publish(run_id)
     pd.testing.assert_frame_equal(snapshot(store), before)
     run = store.run(run_id)
@@ -277,7 +277,7 @@ def test_a_first_load_after_a_purge_emptied_the_snapshot_still_keeps_the_shrink_
         conn.exec_driver_sql("DELETE FROM snap_residents")
     run_id = begin(store)
     store.stage(run_id, people(3))
-    with pytest.raises(PublishRefused, match="3 records where the last good run saw 10"):
+    with pytest.raises(PublishRefused, match="只看到 3 条记录，而上次成功的运行看到 10 条"):
         store.publish(run_id)
     assert snapshot(store).empty
     run = harvest(store, [*people(10), *people(2)])  # the general path, duplicates included

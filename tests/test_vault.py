@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import pickle
+import re
 import stat
 from pathlib import Path
 
@@ -70,11 +71,11 @@ def test_add_set_remove_say_what_is_wrong() -> None:
         vault.add("population", "acct0", username="u", password="p", scope="s")
     with pytest.raises(UnknownAccount, match="harvest vault list"):
         vault.get("population", "nobody")
-    with pytest.raises(VaultUsageError, match="no spaces"):
+    with pytest.raises(VaultUsageError, match="不要空格"):
         vault.add("population", "two words", username="u", password="p", scope="s")
     with pytest.raises(VaultUsageError, match="base32"):
         vault.add("population", "x", username="u", password="p", scope="s", totp_seed="not base32!")
-    with pytest.raises(VaultUsageError, match="nothing to change"):
+    with pytest.raises(VaultUsageError, match="没有要修改的内容"):
         vault.set("population", "acct0")
     changed = vault.set("population", "acct0", scope="nanshan", notes="王芳的账号", totp_seed=SEED)
     assert (changed.scope, changed.notes, changed.has_totp) == ("nanshan", "王芳的账号", True)
@@ -116,7 +117,7 @@ def test_sessions_are_kept_until_they_expire_and_wiped_by_new_credentials(
     assert Vault.open(load_settings()).load_session("population", "acct0") == state
     assert b"cookie-value-123456" not in vault.path.read_bytes()
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
-    monkeypatch.setattr("vault._vault._now", lambda: later)
+    monkeypatch.setattr("vault._vault.utc_now", lambda: later)
     assert vault.load_session("population", "acct0") is None
     monkeypatch.undo()
     vault.save_session("population", "acct0", state, ttl=dt.timedelta(hours=1))
@@ -159,13 +160,14 @@ def test_reprs_show_names_never_secrets() -> None:
     key = key_text(new_key())
     settings = load_settings(vault_key=key)
     assert key not in repr(settings) and key not in str(settings.model_dump())
-    assert "key file" in repr(vault) and key_text(new_key()) not in repr(vault)
+    assert "密钥文件" in repr(vault) and key_text(new_key()) not in repr(vault)
     assert repr(Secret("a name", "a value only this test uses")) == "Secret('a name')"
 
 
 def _one_line(error: Exception) -> str:
+    """The error's text, checked to be one line in the CLI's language."""
     text = str(error)
-    assert "\n" not in text
+    assert "\n" not in text and re.search("[\u4e00-\u9fff]", text), text
     return text
 
 
@@ -202,7 +204,7 @@ def test_a_wrong_key_is_refused_and_changes_nothing(monkeypatch: pytest.MonkeyPa
         Vault.open(load_settings())
     assert "HARVEST_VAULT_KEY" in _one_line(wrong.value)
     monkeypatch.setenv("HARVEST_VAULT_KEY", "not a key")
-    with pytest.raises(WrongKey, match="44 base64"):
+    with pytest.raises(WrongKey, match="44 个 base64"):
         Vault.open(load_settings())
     monkeypatch.delenv("HARVEST_VAULT_KEY")
     key_file = load_settings().resolved_vault_key_file
@@ -220,7 +222,7 @@ def test_the_key_from_the_environment_wins_over_the_key_file(monkeypatch: pytest
     assert vault.key_source == "HARVEST_VAULT_KEY" and not load_settings().resolved_vault_key_file.exists()
     vault.add("market", "m1", username="u", password="pw", scope="s")
     assert Vault.open(load_settings()).get("market", "m1").username == "u"
-    with pytest.raises(VaultUsageError, match="unset HARVEST_VAULT_KEY"):
+    with pytest.raises(VaultUsageError, match="取消设置 HARVEST_VAULT_KEY"):
         vault.rotate_key()
 
 
@@ -237,7 +239,7 @@ def test_a_tampered_byte_is_detected_and_changes_nothing(where: str) -> None:
     vault.path.write_bytes(bytes(data))
     with pytest.raises(TamperedVault) as tampered:
         Vault.open(load_settings())
-    assert "backup" in _one_line(tampered.value)
+    assert "从备份恢复" in _one_line(tampered.value)
     with pytest.raises(TamperedVault):
         vault.add("population", "more", username="u", password="p", scope="s")
     assert vault.path.read_bytes() == bytes(data)
@@ -248,12 +250,12 @@ def test_a_passphrase_vault_opens_with_its_passphrase_only() -> None:
     assert vault.uses_passphrase and not load_settings().resolved_vault_key_file.exists()
     vault.add("population", "p1", username="u", password="pw-passphrase", scope="s")
     before = vault.path.read_bytes()
-    with pytest.raises(MissingKey, match="passphrase"):
+    with pytest.raises(MissingKey, match="用口令锁住"):
         Vault.open(load_settings())  # not interactive: nobody to ask
-    with pytest.raises(WrongKey, match="wrong passphrase"):
+    with pytest.raises(WrongKey, match="的口令不对"):
         Vault.open(load_settings(), passphrase="wrong horse battery")
     assert vault.path.read_bytes() == before
-    with pytest.raises(VaultUsageError, match="too short"):
+    with pytest.raises(VaultUsageError, match="口令太短"):
         vault.rotate_key(passphrase="short")
     vault.rotate_key(passphrase="a new passphrase")
     with pytest.raises(WrongKey):

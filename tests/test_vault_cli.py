@@ -11,6 +11,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from machine import human_time
 from settings import load_settings
 from tests.vault_helpers import ROOT
 from vault import Vault
@@ -43,8 +44,8 @@ def test_init_add_list_status_and_remove() -> None:
         ("xiyuan", "parked", False),
     ]
     status = runner.invoke(app, ["status"])
-    assert status.exit_code == 0 and "accounts:   2, parked: 1" in status.output
-    assert f"key file {load_settings().resolved_vault_key_file}" in status.output
+    assert status.exit_code == 0 and "账号：      2 个，已停用 1 个" in status.output
+    assert f"密钥来自：  密钥文件 {load_settings().resolved_vault_key_file}" in status.output
     for output in (listed.output, json.dumps(as_json), status.output):
         assert PASSWORD not in output and SEED not in output
     assert runner.invoke(app, ["remove", "population", "xiyuan"]).exit_code == 0
@@ -58,25 +59,26 @@ def test_set_password_from_stdin_unparks_the_account() -> None:
         "population", "donghu", kind="bad_credentials", message="用户名或密码错误"
     )
     result = runner.invoke(app, ["set", "population", "donghu", "--password"], input="New-pw-2\n")
-    assert result.exit_code == 0 and "status ok" in result.output
+    assert result.exit_code == 0 and "状态 ok" in result.output
     secrets = Vault.open(load_settings()).secrets("population", "donghu", robot="r", run_id="1")
     assert secrets.password.reveal() == "New-pw-2"
 
 
 def test_errors_are_one_red_line_with_exit_2_for_usage_and_1_otherwise() -> None:
     missing = runner.invoke(app, ["list"])
-    assert (
-        missing.exit_code == 1 and missing.stderr.strip().count("\n") == 0 and "vault init" in missing.stderr
-    )
+    assert missing.exit_code == 1 and missing.stderr.strip().count("\n") == 0
+    assert "还没有保险库" in missing.stderr and "harvest vault init" in missing.stderr
     runner.invoke(app, ["init"])
     _add()
     unknown = runner.invoke(app, ["set", "population", "nobody", "--notes", "x"])
-    assert unknown.exit_code == 2 and "harvest vault list" in unknown.stderr
+    assert unknown.exit_code == 2 and "保险库里没有账号 population/nobody" in unknown.stderr
+    assert "harvest vault list" in unknown.stderr
     again = runner.invoke(
         app, ["add", "population", "donghu", "--username", "u", "--scope", "s"], input="pw\n"
     )
-    assert again.exit_code == 2 and "vault set" in again.stderr
-    assert runner.invoke(app, ["set", "population", "donghu"]).exit_code == 2  # nothing to change
+    assert again.exit_code == 2 and "已在保险库里" in again.stderr and "vault set" in again.stderr
+    unchanged = runner.invoke(app, ["set", "population", "donghu"])
+    assert unchanged.exit_code == 2 and "没有要修改的内容" in unchanged.stderr
     no_password = runner.invoke(
         app, ["add", "population", "other", "--username", "u", "--scope", "s"], input=""
     )
@@ -87,8 +89,8 @@ def test_errors_are_one_red_line_with_exit_2_for_usage_and_1_otherwise() -> None
     assert on_the_command_line.exit_code == 2  # there is no such option, on purpose
     load_settings().resolved_vault_key_file.chmod(0o644)
     insecure = runner.invoke(app, ["list"])
-    assert insecure.exit_code == 1 and "chmod 600" in insecure.stderr
-    assert insecure.stderr.strip().count("\n") == 0
+    assert insecure.exit_code == 1 and insecure.stderr.strip().count("\n") == 0
+    assert "同组或其他用户也能访问" in insecure.stderr and "chmod 600" in insecure.stderr
 
 
 def test_rotate_key_from_the_command_line() -> None:
@@ -133,3 +135,15 @@ def test_ps_never_shows_the_password_that_add_reads_from_stdin() -> None:
     assert PASSWORD not in seen and PASSWORD not in environ
     secrets = Vault.open(load_settings()).secrets("population", "donghu", robot="r", run_id="1")
     assert secrets.password.reveal() == PASSWORD
+
+
+def test_list_shows_times_in_beijing_time_and_parking_messages_as_written() -> None:
+    runner.invoke(app, ["init"])
+    _add()
+    vault = Vault.open(load_settings())
+    vault.park("population", "donghu", kind="needs_human", message="a[href='/unlock/'] 需要人工处理")
+    parked_at = vault.get("population", "donghu").parked_at
+    listed = runner.invoke(app, ["list"])
+    assert listed.exit_code == 0, listed.output
+    assert "a[href='/unlock/'] 需要人工处理" in listed.output
+    assert human_time(parked_at) in listed.output and "最近使用（北京时间）" in listed.output

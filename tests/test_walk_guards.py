@@ -81,7 +81,7 @@ def test_every_paging_shape_yields_every_record(lists: ListSystem) -> None:
                     assert len(done.ids) <= len(lists.ids()) + lists.switches.size, case  # one page again
                     assert done.expected in (None, lists.switches.records), case
                     assert max(lists.requested) <= lists.first + lists.pages + 2 * 2, case  # no runaway
-                    undercounted = any("the pager showed" in w for w in done.warnings)
+                    undercounted = any("翻页栏只显示" in w for w in done.warnings)
                     assert undercounted == (last is not None and shape in MISCOUNTED), case
 
     run_blocking(go)
@@ -90,11 +90,11 @@ def test_every_paging_shape_yields_every_record(lists: ListSystem) -> None:
 def test_a_page_sent_elsewhere_before_the_pager_count_is_drift(lists: ListSystem) -> None:
     async def go() -> None:
         async with logged_in(lists) as session:
-            for past_end, said in (("redirect", "went to /list?page=1"), ("first", "repeats rows")):
+            for past_end, said in (("redirect", "被转到了 /list?page=1"), ("first", "重复了前面各页的行")):
                 lists.reset(pager_pages=8, stated=0, past_end=past_end)  # 5 pages; the pager says 8
                 done = await walked(session, numbered())
                 assert isinstance(done.error, LayoutChanged), past_end
-                assert f"page 6 of 8 {said}" in str(done.error)
+                assert f"第 6 页（共 8 页）{said}" in str(done.error)
 
     run_blocking(go)
 
@@ -116,7 +116,7 @@ def test_a_system_that_never_ends_stops_at_max_pages(
                 lists.reset(endless=True)
                 done = await walked(session, numbered(last), max_pages=9)
                 assert isinstance(done.error, LayoutChanged), how
-                assert "stopped after 10 pages" in str(done.error) and "max_pages=9" in str(done.error)
+                assert "读了 10 页后停止" in str(done.error) and "max_pages=9" in str(done.error)
                 assert "HARVEST_MAX_PAGES" in str(done.error)
                 assert len(lists.requested) <= 10 + 2, how  # the cap, one past it, what was in flight
 
@@ -127,7 +127,7 @@ def test_a_system_that_never_ends_stops_at_max_pages(
 
             lists.reset(records=250, window=7)
             done = await walked(session, numbered(), max_pages=20)
-            assert isinstance(done.error, LayoutChanged) and "its pager says 50 pages" in str(done.error)
+            assert isinstance(done.error, LayoutChanged) and "翻页栏显示共 50 页" in str(done.error)
             assert lists.requested == [1]  # known to be too long before reading the rest
 
     run_blocking(go)
@@ -232,7 +232,7 @@ def test_a_postback_pager_answering_500s_or_nothing_is_clicked_again_and_loses_n
             lists.reset(records=12, failing=3, fails=3)
             done = await walked(session, clicked("/framed", "#work"))
             assert isinstance(done.error, SystemUnavailable)
-            assert "did not answer page 3 of /framed after 2 retries (HTTP 500)" in str(done.error)
+            assert "重试 2 次后仍没有答复/framed 的第 3 页（HTTP 500）" in str(done.error)
             assert done.ids == lists.ids()[: 2 * lists.switches.size]
 
     run_blocking(go)

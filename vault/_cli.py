@@ -16,8 +16,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from machine import human_time, local_time, zone_label
 from settings import load_settings
 from vault._crypto import Header, read_header
 from vault._errors import AccountExists, UnknownAccount, VaultError, VaultUsageError
@@ -25,7 +28,7 @@ from vault._keys import describe_source
 from vault._vault import VAULT_FILE, Vault
 
 app = typer.Typer(
-    help="The unit's accounts, encrypted at rest: add, change, list, remove, rotate the key.",
+    help="本单位的账号，加密保存：添加、修改、列出、删除、更换密钥。",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -34,8 +37,8 @@ stderr = Console(stderr=True)
 
 USAGE_ERRORS = (UnknownAccount, AccountExists, VaultUsageError)
 
-System = Annotated[str, typer.Argument(help="System code, e.g. population.")]
-Account = Annotated[str, typer.Argument(help="Account name within the system, e.g. donghu.")]
+System = Annotated[str, typer.Argument(help="系统代号，例如 population。")]
+Account = Annotated[str, typer.Argument(help="系统内的账号名，例如 donghu。")]
 
 
 @contextlib.contextmanager
@@ -57,7 +60,7 @@ def _read_secret(label: str, *, confirm: bool, empty_ok: bool = False) -> str:
         return text
     line = stdin.readline()
     if not line:
-        raise VaultUsageError(f"no {label.lower()} on stdin: pipe it as one line, or run in a terminal")
+        raise VaultUsageError(f"stdin 里没有{label}：用管道传入一行，或在终端里运行")
     return line.rstrip("\r\n")
 
 
@@ -65,8 +68,9 @@ def _open() -> Vault:
     return Vault.open(load_settings(), interactive=True)
 
 
-def _when(moment: dt.datetime | None) -> str:
-    return "" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M")
+def _when(moment: dt.datetime | None, timezone: str) -> str:
+    """A table cell in the unit's zone; the column's title names the zone."""
+    return "" if moment is None else f"{local_time(moment, timezone):%Y-%m-%d %H:%M}"
 
 
 @app.command()
@@ -75,61 +79,57 @@ def init(
         bool,
         typer.Option(
             "--passphrase",
-            help="Lock the vault with a passphrase (asked at each start) instead of a key file.",
+            help="用口令（每次启动时询问）而不是密钥文件锁住保险库。",
         ),
     ] = False,
 ) -> None:
-    """Create the vault and its key (the key file, mode 0600, unless HARVEST_VAULT_KEY is set)."""
+    """建立保险库和它的密钥（密钥文件，权限 0600；设了 HARVEST_VAULT_KEY 时用它）。"""
     with _handled():
-        secret = _read_secret("Passphrase", confirm=True) if passphrase else None
+        secret = _read_secret("口令", confirm=True) if passphrase else None
         vault = Vault.init(load_settings(), passphrase=secret)
-    console.print(f"Created {vault.path} (key from {vault.key_source}).", markup=False)
+    console.print(f"已建立 {vault.path}（密钥来自 {vault.key_source}）。", markup=False)
     if not vault.uses_passphrase:
-        console.print("Back up the key apart from the vault: without it the vault cannot be opened.")
+        console.print("请把密钥和保险库分开备份：没有密钥，保险库就打不开。")
 
 
 @app.command()
 def add(
     system: System,
     account: Account,
-    username: Annotated[str, typer.Option(help="Login name on the system.")],
-    scope: Annotated[str, typer.Option(help="Community whose records the account may see.")],
-    notes: Annotated[str, typer.Option(help="Free text for the staff, e.g. who owns the account.")] = "",
-    totp: Annotated[
-        bool, typer.Option("--totp", help="The account has a TOTP seed: ask for it too.")
-    ] = False,
+    username: Annotated[str, typer.Option(help="系统上的登录名。")],
+    scope: Annotated[str, typer.Option(help="这个账号能看到其记录的社区。")],
+    notes: Annotated[str, typer.Option(help="给工作人员看的备注，例如账号归谁。")] = "",
+    totp: Annotated[bool, typer.Option("--totp", help="这个账号有 TOTP 种子：也询问它。")] = False,
 ) -> None:
-    """Add an account. The password (then the TOTP seed) is asked hidden, or read from stdin."""
+    """添加一个账号。密码（以及 TOTP 种子）隐藏输入，或从 stdin 读取。"""
     with _handled():
         vault = _open()
-        password = _read_secret("Password", confirm=True)
-        seed = _read_secret("TOTP seed", confirm=False) if totp else None
+        password = _read_secret("密码", confirm=True)
+        seed = _read_secret("TOTP 种子", confirm=False) if totp else None
         info = vault.add(
             system, account, username=username, password=password, scope=scope, totp_seed=seed, notes=notes
         )
-    console.print(f"Added {info.system}/{info.account} ({info.username}, scope {info.scope}).", markup=False)
+    console.print(
+        f"已添加 {info.system}/{info.account}（{info.username}，社区 {info.scope}）。", markup=False
+    )
 
 
 @app.command("set")
 def set_(
     system: System,
     account: Account,
-    password: Annotated[
-        bool, typer.Option("--password", help="Ask for a new password; un-parks the account.")
-    ] = False,
-    totp: Annotated[
-        bool, typer.Option("--totp", help="Ask for a new TOTP seed (an empty one removes TOTP).")
-    ] = False,
-    username: Annotated[str | None, typer.Option(help="New login name; un-parks the account.")] = None,
-    scope: Annotated[str | None, typer.Option(help="New community.")] = None,
-    notes: Annotated[str | None, typer.Option(help="New notes.")] = None,
+    password: Annotated[bool, typer.Option("--password", help="询问新密码；停用的账号随之恢复。")] = False,
+    totp: Annotated[bool, typer.Option("--totp", help="询问新的 TOTP 种子（留空则去掉 TOTP）。")] = False,
+    username: Annotated[str | None, typer.Option(help="新登录名；停用的账号随之恢复。")] = None,
+    scope: Annotated[str | None, typer.Option(help="新社区。")] = None,
+    notes: Annotated[str | None, typer.Option(help="新备注。")] = None,
 ) -> None:
-    """Change an account. New credentials un-park it and drop its saved session."""
+    """修改一个账号。新的凭据会恢复停用的账号，并丢弃它保存的会话。"""
     with _handled():
         vault = _open()
         vault.get(system, account)  # an unknown account fails before anyone types a password
-        new_password = _read_secret("New password", confirm=True) if password else None
-        seed = _read_secret("New TOTP seed", confirm=False, empty_ok=True) if totp else None
+        new_password = _read_secret("新密码", confirm=True) if password else None
+        seed = _read_secret("新 TOTP 种子", confirm=False, empty_ok=True) if totp else None
         info = vault.set(
             system,
             account,
@@ -139,89 +139,75 @@ def set_(
             totp_seed=seed,
             notes=notes,
         )
-    console.print(f"Changed {info.system}/{info.account}: status {info.status}.", markup=False)
+    console.print(f"已修改 {info.system}/{info.account}：状态 {info.status}。", markup=False)
 
 
 @app.command("list")
 def list_(
-    system: Annotated[str | None, typer.Argument(help="Only this system's accounts.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    system: Annotated[str | None, typer.Argument(help="只列这个系统的账号。")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="输出 JSON 而不是表格。")] = False,
 ) -> None:
-    """The accounts: status, why one is parked, last use. Never a secret."""
+    """账号：状态、停用原因、最近使用时间。从不显示任何机密。"""
+    timezone = load_settings().timezone
     with _handled():
         accounts = _open().accounts(system)
     if as_json:
         typer.echo(json.dumps([info.as_dict() for info in accounts], ensure_ascii=False, indent=2))
         return
-    table = Table(title=f"Vault accounts ({len(accounts)})")
-    for column in (
-        "system",
-        "account",
-        "username",
-        "scope",
-        "status",
-        "why parked",
-        "last used",
-        "TOTP",
-        "notes",
-    ):
+    table = Table(title=f"保险库账号（{len(accounts)} 个）")
+    last_used = f"最近使用（{zone_label(timezone)}）"
+    for column in ("系统", "账号", "用户名", "社区", "状态", "停用原因", last_used, "TOTP", "备注"):
         table.add_column(column)
     for info in accounts:
         reason = (
             ""
             if info.parked_kind is None
-            else f"{info.parked_kind}: {info.parked_message} ({_when(info.parked_at)})"
+            else f"{info.parked_kind}: {info.parked_message}（{human_time(info.parked_at, timezone)}）"
         )
-        table.add_row(
-            info.system,
-            info.account,
-            info.username,
-            info.scope,
-            "[red]parked[/red]" if info.status == "parked" else "ok",
-            reason,
-            _when(info.last_used),
-            "yes" if info.has_totp else "",
-            info.notes,
-        )
+        status = Text("已停用", style="red") if info.status == "parked" else Text("ok")
+        # Escaped: a parking message or a note may hold brackets that are not markup.
+        cells = (info.system, info.account, info.username, info.scope)
+        rest = (reason, _when(info.last_used, timezone), "有" if info.has_totp else "", info.notes)
+        table.add_row(*map(escape, cells), status, *map(escape, rest))
     console.print(table)
 
 
 @app.command()
 def remove(system: System, account: Account) -> None:
-    """Remove an account and its saved session."""
+    """删除一个账号和它保存的会话。"""
     with _handled():
         _open().remove(system, account)
-    console.print(f"Removed {system}/{account}.", markup=False)
+    console.print(f"已删除 {system}/{account}。", markup=False)
 
 
 @app.command()
 def status() -> None:
-    """Where the vault and its key are, how many accounts it holds and how many are parked."""
+    """保险库和它的密钥在哪里，有多少账号，几个已停用。"""
     settings = load_settings()
     path = settings.data_dir / VAULT_FILE
     header: Header | None = None
     with contextlib.suppress(OSError, VaultError):
         header = read_header(path.read_bytes(), path)[0]
     console.print(
-        f"vault file: {path}{'' if path.exists() else ' (none yet: harvest vault init)'}", markup=False
+        f"保险库文件：{path}{'' if path.exists() else '（还没有：harvest vault init）'}", markup=False
     )
-    console.print(f"key from:   {describe_source(settings, header)}", markup=False)
+    console.print(f"密钥来自：  {describe_source(settings, header)}", markup=False)
     with _handled():
         accounts = _open().accounts()
     parked = sum(info.status == "parked" for info in accounts)
-    console.print(f"accounts:   {len(accounts)}, parked: {parked}")
+    console.print(f"账号：      {len(accounts)} 个，已停用 {parked} 个")
 
 
 @app.command("rotate-key")
 def rotate_key() -> None:
-    """Re-encrypt the vault under a new key (or a new passphrase); a crash midway loses nothing."""
+    """用新密钥（或新口令）重新加密保险库；中途崩溃也不丢任何东西。"""
     with _handled():
         vault = _open()
-        passphrase = _read_secret("New passphrase", confirm=True) if vault.uses_passphrase else None
+        passphrase = _read_secret("新口令", confirm=True) if vault.uses_passphrase else None
         vault.rotate_key(passphrase=passphrase)
-    console.print(f"{vault.path} is now under a new key ({vault.key_source}).", markup=False)
+    console.print(f"{vault.path} 已改用新密钥（{vault.key_source}）。", markup=False)
     if not vault.uses_passphrase:
-        console.print("Replace your backup of the key: the old key no longer opens the vault.")
+        console.print("请更换密钥的备份：旧密钥已打不开保险库。")
 
 
 if __name__ == "__main__":

@@ -53,9 +53,7 @@ def parse_key_text(text: str, origin: str) -> bytes:
     except (binascii.Error, ValueError):
         key = b""
     if len(key) != KEY_BYTES:
-        raise WrongKey(
-            f"{origin} does not hold a vault key (44 base64 characters as written by `harvest vault init`)"
-        )
+        raise WrongKey(f"{origin} 里不是保险库密钥（应是 `harvest vault init` 写下的 44 个 base64 字符）")
     return key
 
 
@@ -87,9 +85,7 @@ class Header:
 
 def read_header(blob: bytes, path: Path) -> tuple[Header, bytes, bytes]:
     """The header, its raw bytes (the associated data) and the sealed body of a vault file."""
-    damaged = TamperedVault(
-        f"{path} is damaged or was altered (not a readable vault file): restore it from a backup"
-    )
+    damaged = TamperedVault(f"{path} 已损坏或被改动过（不是可读的保险库文件）：从备份恢复它")
     if not blob.startswith(MAGIC):
         raise damaged
     end = blob.find(b"\n", len(MAGIC))
@@ -119,8 +115,7 @@ def unseal(blob: bytes, key: bytes, path: Path) -> dict[str, Any]:
         plain = AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], associated)
     except (InvalidTag, ValueError) as exc:
         raise TamperedVault(
-            f"{path} failed authentication (damaged or altered since it was written): "
-            "restore it from a backup; nothing was changed"
+            f"{path} 未通过认证（写入之后被损坏或改动过）：从备份恢复它；什么都没有改动"
         ) from exc
     payload: dict[str, Any] = json.loads(plain)
     return payload

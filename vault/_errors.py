@@ -1,4 +1,5 @@
-"""What can go wrong with the vault; each message is one line that tells the operator what to do.
+"""What can go wrong with the vault; each message is one line that tells the operator what to do,
+in Chinese like the rest of the ``harvest`` command (command names, settings and paths as they are).
 
     VaultError
      ├── NoVault            no vault file yet: `harvest vault init`

@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-MODE = 0o600
+from machine import open_private
 
 
 def fsync_dir(folder: Path) -> None:
@@ -33,8 +33,8 @@ def fsync_dir(folder: Path) -> None:
 
 
 def write_new(path: Path, data: bytes) -> None:
-    """Write ``path`` (mode 0600, whatever the umask lets through of it) and fsync it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, MODE)
+    """Write ``path`` (mode 0600, whatever the umask) and fsync it."""
+    fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         view = memoryview(data)
         while view:
@@ -63,7 +63,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 @contextlib.contextmanager
 def locked(lock_file: Path) -> Iterator[None]:
     """Hold the exclusive lock of ``lock_file`` (created if missing); the kernel drops it if we die."""
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, MODE)
+    fd = open_private(lock_file, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -114,7 +114,7 @@ def recover(journal: Path, finals: list[Path]) -> None:
 
 def append_line(path: Path, line: str) -> None:
     """Append one line in one write (O_APPEND): concurrent writers never interleave within a line."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, MODE)
+    fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     try:
         os.write(fd, (line.rstrip("\n") + "\n").encode())
     finally:

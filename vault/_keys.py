@@ -19,6 +19,12 @@ from vault._errors import InsecureKeyFile, MissingKey, WrongKey
 from vault._redact import register_secret
 
 ENV = "HARVEST_VAULT_KEY"
+PASSPHRASE = "口令"  # the key source of a vault locked by a passphrase, as messages name it
+
+
+def file_source(path: Path) -> str:
+    """How messages and `harvest vault status` name a key file as the key's source."""
+    return f"密钥文件 {path}"
 
 
 @dataclass(frozen=True)
@@ -36,19 +42,19 @@ def read_key_file(path: Path) -> bytes:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise InsecureKeyFile(
-            f"the vault key file {path} is open to group or others (mode {mode:o}): run `chmod 600 {path}`"
+            f"保险库密钥文件 {path} 同组或其他用户也能访问（权限 {mode:o}）：运行 `chmod 600 {path}`"
         )
     text = path.read_text(encoding="ascii", errors="replace")
     register_secret(text.strip())
-    return parse_key_text(text, f"the key file {path}")
+    return parse_key_text(text, file_source(path))
 
 
 def passphrase_key(passphrase: str, header: Header, vault: Path) -> Key:
     register_secret(passphrase)
     key = stretch(passphrase, header.salt)
     if not header.fits(key):
-        raise WrongKey(f"wrong passphrase for {vault}: try again (nothing was changed)")
-    return Key(key, "passphrase")
+        raise WrongKey(f"{vault} 的口令不对：再试一次（什么都没有改动）")
+    return Key(key, PASSPHRASE)
 
 
 def find_key(
@@ -60,25 +66,23 @@ def find_key(
         register_secret(text.strip())
         key = Key(parse_key_text(text, ENV), ENV)
         if not header.fits(key.value):
-            raise WrongKey(f"{ENV} does not open {vault}: set it to the vault's key, or unset it")
+            raise WrongKey(f"{ENV} 打不开 {vault}：把它设为这个保险库的密钥，或取消设置它")
         return key
     if header.kdf == "scrypt":
         if passphrase is None and interactive and sys.stdin.isatty():
-            passphrase = getpass.getpass(f"Passphrase of the vault {vault}: ")
+            passphrase = getpass.getpass(f"保险库 {vault} 的口令：")
         if passphrase is None:
-            raise MissingKey(
-                f"{vault} is locked by a passphrase: run the command in a terminal to type it, or set {ENV}"
-            )
+            raise MissingKey(f"{vault} 用口令锁住：在终端里运行命令以输入口令，或设置 {ENV}")
         return passphrase_key(passphrase, header, vault)
     path = settings.resolved_vault_key_file
     if not path.exists():
         raise MissingKey(
-            f"no key for {vault}: set {ENV}, or put the key file back at {path} (chmod 600), "
-            "or point HARVEST_VAULT_KEY_FILE at it"
+            f"没有打开 {vault} 的密钥：设置 {ENV}，或把密钥文件放回 {path}（chmod 600），"
+            "或让 HARVEST_VAULT_KEY_FILE 指向它"
         )
-    key = Key(read_key_file(path), f"key file {path}", file=path)
+    key = Key(read_key_file(path), file_source(path), file=path)
     if not header.fits(key.value):
-        raise WrongKey(f"the key file {path} does not open {vault}: restore the vault's own key file")
+        raise WrongKey(f"{file_source(path)} 打不开 {vault}：换回这个保险库自己的密钥文件")
     return key
 
 
@@ -87,5 +91,5 @@ def describe_source(settings: Settings, header: Header | None) -> str:
     if settings.vault_key is not None:
         return ENV
     if header is not None and header.kdf == "scrypt":
-        return "passphrase"
-    return f"key file {settings.resolved_vault_key_file}"
+        return PASSPHRASE
+    return file_source(settings.resolved_vault_key_file)

@@ -87,7 +87,9 @@ def install_log_redaction() -> None:
     # Handler.emit builds every line it writes as Message(formatted): the one place where
     # the message, the traceback with its locals, the extras and the JSON form meet.
     if not (isinstance(_handler.Message, type) and issubclass(_handler.Message, str)):
-        raise RuntimeError("this loguru release writes lines differently: update vault/_redact.py")
+        raise RuntimeError(
+            "这个版本的 loguru 写日志的方式变了：更新 vault/_redact.py，或换回原来的 loguru 版本"
+        )
 
     class RedactedMessage(_handler.Message):  # type: ignore[misc, name-defined]
         __slots__ = ()

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from machine import private_dir, utc_now
 from settings import Settings
 from vault._crypto import Header, key_text, new_key, parse_key_text, read_header, seal, stretch, unseal
 from vault._errors import (
@@ -32,7 +33,7 @@ from vault._errors import (
     WrongKey,
 )
 from vault._files import append_line, fsync_dir, locked, recover, staged, swap, write_atomic, write_new
-from vault._keys import ENV, Key, find_key, read_key_file
+from vault._keys import ENV, PASSPHRASE, Key, file_source, find_key, read_key_file
 from vault._model import AccountInfo, Secret, Secrets
 from vault._redact import redact, register_secret
 
@@ -41,6 +42,7 @@ LOCK_FILE = "vault.lock"
 JOURNAL_FILE = "vault.rotate"
 AUDIT_FILE = "vault-audit.jsonl"
 MIN_PASSPHRASE = 8
+EMPTY_PASSWORD = "密码是空的：给出这个账号在系统上的密码"
 SESSION_COOKIE_MIN = 8  # shorter cookie values (a language, a flag) are not secrets worth masking everywhere
 _NAME = re.compile(r"^[\w.-]+$")
 
@@ -59,22 +61,24 @@ def _guard(settings: Settings) -> Iterator[None]:
         yield
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _time(text: str | None) -> dt.datetime | None:
     return None if text is None else dt.datetime.fromisoformat(text)
 
 
 def _check_name(what: str, name: str) -> None:
     if not _NAME.match(name):
-        raise VaultUsageError(f"{what} {name!r}: use letters, digits, '-', '_' or '.' (no spaces, no '/')")
+        raise VaultUsageError(
+            f"{what} {name!r} 不可用：只用字母、数字、'-'、'_' 或 '.'（不要空格，不要 '/'）"
+        )
 
 
 def _check_passphrase(passphrase: str) -> None:
     if len(passphrase) < MIN_PASSPHRASE:
-        raise VaultUsageError(f"the passphrase is too short: use at least {MIN_PASSPHRASE} characters")
+        raise VaultUsageError(f"口令太短：至少要 {MIN_PASSPHRASE} 个字符")
+
+
+def _no_vault(path: Path) -> NoVault:
+    return NoVault(f"{path} 还没有保险库：用 `harvest vault init` 建立一个")
 
 
 def _totp_seed(seed: str) -> str:
@@ -85,7 +89,7 @@ def _totp_seed(seed: str) -> str:
     except (binascii.Error, ValueError):
         normal = ""
     if not normal:
-        raise VaultUsageError("the TOTP seed is not base32 text (letters A-Z and digits 2-7)")
+        raise VaultUsageError("TOTP 种子不是 base32 文本（只有字母 A-Z 和数字 2-7）：照原样重新输入")
     return normal
 
 
@@ -176,7 +180,7 @@ class Vault:
         """
         path = settings.data_dir / VAULT_FILE
         if not settings.data_dir.is_dir():
-            raise NoVault(f"no vault at {path}: create one with `harvest vault init`")
+            raise _no_vault(path)
         with _guard(settings):
             blob = cls._blob(path)
         header, _, _ = read_header(blob, path)
@@ -192,18 +196,18 @@ class Vault:
         Refuses if a vault exists.
         """
         path = settings.data_dir / VAULT_FILE
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         if passphrase is not None:
             if settings.vault_key is not None:
-                raise VaultUsageError(f"{ENV} is set: unset it to make a vault locked by a passphrase")
+                raise VaultUsageError(f"已设置 {ENV}：要建立用口令锁住的保险库，先取消设置它")
             _check_passphrase(passphrase)
         with _guard(settings):
             if path.exists():
-                raise VaultExists(f"a vault already exists at {path}: keep using it, or move it away first")
+                raise VaultExists(f"{path} 已经有保险库：继续用它，或先把它移走")
             if passphrase is not None:
                 salt = os.urandom(16)
                 register_secret(passphrase)
-                key = Key(stretch(passphrase, salt), "passphrase")
+                key = Key(stretch(passphrase, salt), PASSPHRASE)
                 header = Header.for_key(key.value, kdf="scrypt", salt=salt)
             else:
                 key = cls._new_key_source(settings)
@@ -219,12 +223,12 @@ class Vault:
             return Key(parse_key_text(settings.vault_key.get_secret_value(), ENV), ENV)
         path = settings.resolved_vault_key_file
         if path.exists():
-            return Key(read_key_file(path), f"key file {path}", file=path)
+            return Key(read_key_file(path), file_source(path), file=path)
         value = new_key()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         write_atomic(path, (key_text(value) + "\n").encode())
         register_secret(key_text(value))
-        return Key(value, f"key file {path}", file=path)
+        return Key(value, file_source(path), file=path)
 
     # -- accounts ------------------------------------------------------------------------------
 
@@ -240,20 +244,18 @@ class Vault:
         notes: str = "",
     ) -> AccountInfo:
         """Add an account; refuses one that is already there (``set`` changes it)."""
-        _check_name("system", system)
-        _check_name("account", account)
+        _check_name("系统", system)
+        _check_name("账号", account)
         if not password:
-            raise VaultUsageError("the password is empty")
+            raise VaultUsageError(EMPTY_PASSWORD)
         if not username.strip():
-            raise VaultUsageError("the username is empty")
+            raise VaultUsageError("用户名是空的：用 --username 给出系统上的登录名")
         seed = None if totp_seed is None else _totp_seed(totp_seed)
 
         def change(payload: Payload) -> AccountInfo:
             name = f"{system}/{account}"
             if name in payload["accounts"]:
-                raise AccountExists(
-                    f"{name} is already in the vault: change it with `harvest vault set {system} {account}`"
-                )
+                raise AccountExists(f"{name} 已在保险库里：用 `harvest vault set {system} {account}` 修改它")
             entry = {
                 "system": system,
                 "account": account,
@@ -296,9 +298,9 @@ class Vault:
         }
         given: dict[str, str | None] = {name: value for name, value in asked.items() if value is not None}
         if not given:
-            raise VaultUsageError("nothing to change: give a password, TOTP seed, username, scope or notes")
+            raise VaultUsageError("没有要修改的内容：给出 --password、--totp、--username、--scope 或 --notes")
         if password == "":
-            raise VaultUsageError("the password is empty")
+            raise VaultUsageError(EMPTY_PASSWORD)
         if totp_seed:
             given["totp_seed"] = _totp_seed(totp_seed)
         elif totp_seed == "":
@@ -342,10 +344,10 @@ class Vault:
             entry = self._entry(payload, system, account)
             if entry["status"] == "parked":
                 raise AccountParked(
-                    f"{system}/{account} is parked ({entry['parked_kind']}: {entry['parked_message']}): "
-                    f"fix it, then `harvest vault set {system} {account} --password`"
+                    f"{system}/{account} 已停用（{entry['parked_kind']}：{entry['parked_message']}）："
+                    f"解决之后运行 `harvest vault set {system} {account} --password`"
                 )
-            entry["last_used"] = _now().isoformat()
+            entry["last_used"] = utc_now().isoformat()
             return dict(entry)
 
         entry = self._change(change)
@@ -365,7 +367,7 @@ class Vault:
                 status="parked",
                 parked_kind=kind,
                 parked_message=redact(message),
-                parked_at=_now().isoformat(),
+                parked_at=utc_now().isoformat(),
             )
             return _info(entry)
 
@@ -394,9 +396,9 @@ class Vault:
     def save_session(self, system: str, account: str, state: dict[str, Any], *, ttl: dt.timedelta) -> None:
         """Keep a Playwright ``storage_state`` (encrypted, like everything here) until ``ttl`` from now."""
         if ttl <= dt.timedelta(0):
-            raise VaultUsageError("a session needs a positive time to live")
+            raise VaultUsageError("会话的有效期必须大于 0：检查这个系统声明的 session_hours")
         _register_cookies(state)
-        expires = (_now() + ttl).isoformat()
+        expires = (utc_now() + ttl).isoformat()
 
         def change(payload: Payload) -> None:
             self._entry(payload, system, account)["session"] = {"state": state, "expires_at": expires}
@@ -406,7 +408,7 @@ class Vault:
     def load_session(self, system: str, account: str) -> dict[str, Any] | None:
         """The saved ``storage_state``, or None when there is none or it has expired."""
         session = self._entry(self._read(), system, account)["session"]
-        if session is None or dt.datetime.fromisoformat(session["expires_at"]) <= _now():
+        if session is None or dt.datetime.fromisoformat(session["expires_at"]) <= utc_now():
             return None
         state: dict[str, Any] = session["state"]
         _register_cookies(state)
@@ -427,12 +429,12 @@ class Vault:
         """
         if self._key.source == ENV:
             raise VaultUsageError(
-                f"the key comes from {ENV}: rotation writes a new key file, so unset {ENV} "
-                f"(keeping its key in {self.settings.resolved_vault_key_file}, chmod 600) and rotate again"
+                f"密钥来自 {ENV}，而更换密钥要写一个新的密钥文件：先把它的密钥存进 "
+                f"{self.settings.resolved_vault_key_file}（chmod 600），取消设置 {ENV}，再更换密钥"
             )
         if self.uses_passphrase != (passphrase is not None):
-            need = "the new passphrase" if self.uses_passphrase else "no passphrase (it uses a key file)"
-            raise VaultUsageError(f"this vault's key rotation needs {need}")
+            need = "新口令" if self.uses_passphrase else "不用口令（它用密钥文件）"
+            raise VaultUsageError(f"这个保险库更换密钥时{need}")
         if passphrase is not None:
             _check_passphrase(passphrase)
             register_secret(passphrase)
@@ -440,7 +442,7 @@ class Vault:
             payload = self._read_locked()
             if passphrase is not None:
                 salt = os.urandom(16)
-                key = Key(stretch(passphrase, salt), "passphrase")
+                key = Key(stretch(passphrase, salt), PASSPHRASE)
                 header = Header.for_key(key.value, kdf="scrypt", salt=salt)
                 write_atomic(self.path, seal(payload, key.value, header))
             else:
@@ -463,7 +465,7 @@ class Vault:
         try:
             return path.read_bytes()
         except FileNotFoundError:
-            raise NoVault(f"no vault at {path}: create one with `harvest vault init`") from None
+            raise _no_vault(path) from None
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:
         return _guard(self.settings)
@@ -479,7 +481,7 @@ class Vault:
             if header.fits(fresh.value):
                 self._key = fresh
         if not header.fits(self._key.value):
-            raise WrongKey(f"the key ({self._key.source}) no longer opens {self.path}: open the vault again")
+            raise WrongKey(f"密钥（{self._key.source}）已打不开 {self.path}：重新运行命令，重新打开保险库")
         self._header = header
         return unseal(blob, self._key.value, self.path)
 
@@ -501,7 +503,7 @@ class Vault:
             entry: dict[str, Any] = payload["accounts"][f"{system}/{account}"]
         except KeyError:
             raise UnknownAccount(
-                f"no account {system}/{account} in the vault: see `harvest vault list`"
+                f"保险库里没有账号 {system}/{account}：用 `harvest vault list` 查看"
             ) from None
         return entry
 
@@ -514,7 +516,7 @@ class Vault:
         except (KeyError, OSError):
             user = str(os.getuid())
         line = {
-            "time": _now().isoformat(),
+            "time": utc_now().isoformat(),
             "event": event,
             "system": system,
             "account": account,
