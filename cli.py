@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import getpass
 import json
 import signal
@@ -10,32 +11,65 @@ import socket
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
-from zoneinfo import ZoneInfo
+from typing import Annotated, Any
 
+import click
 import pandas as pd
+import sqlalchemy as sa
 import typer
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import Engine
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, select
+from typer.core import TyperGroup
 
 from connectors import ChromiumMissing
 from desk import create_app as create_desk
 from desk._cli import app as desk_cli
-from robots import Harvester, RobotDeclarationError, RobotSpec, RunReport, discover, run_blocking
+from machine import exposed_paths, local_time, zone_label
+from robots import Harvester, RobotSpec, RunReport, broken, discover, run_blocking
 from robots._logs import configure_logging
 from robots._progress import RichProgress
 from sandbox import SPECS, Sandbox, SandboxError, Switches, generate_world
 from scheduler import HarvestScheduler, JobState, SchedulerBusy, describe
-from settings import Settings, load_settings
-from store import Access, RevealRefused, Run, Snapshot, Store, StoreUnavailable, UnknownDataset, make_engine
+from settings import ConfigurationError, Settings, load_settings
+from store import (
+    Access,
+    RevealRefused,
+    Run,
+    Snapshot,
+    Store,
+    StoreUnavailable,
+    UnknownDataset,
+    create_tables,
+    make_engine,
+)
 from vault import NoVault, Vault, VaultError
 from vault._cli import app as vault_cli
 
+
+class _Harvest(TyperGroup):
+    """The one boundary where a configuration that cannot work becomes one line naming the fix.
+
+    A malformed setting and a database that cannot be opened or written are the unit's to mend,
+    not a bug of ours: one red line and exit 2, from every command, never a traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ConfigurationError, StoreUnavailable) as exc:
+            raise _fail(str(exc)) from exc
+        except sa.exc.OperationalError as exc:
+            raise _fail(_database_problem(exc)) from exc
+
+
 app = typer.Typer(
-    help="gridharvest: robots that harvest a community's own records into a local snapshot.",
+    cls=_Harvest,
+    help="gridharvest：把社区自己的记录采集到本地快照的机器人。",
     no_args_is_help=True,
     add_completion=False,
     # Plain help text: option help says "[default: …]", which rich markup would swallow as a tag.
@@ -45,16 +79,51 @@ app.add_typer(vault_cli, name="vault")
 app.add_typer(desk_cli, name="desk")
 console = Console()
 stderr = Console(stderr=True)
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 @app.callback()
 def main() -> None:
-    """gridharvest: robots log into the unit's government systems with its own accounts and
-    keep a local snapshot of the records those accounts may see.
+    """gridharvest：机器人用本单位自己的账号登录政务系统，把这些账号能看到的记录保存为本地快照。
 
-    Settings come from HARVEST_* environment variables (see README.md).
+    设置来自 HARVEST_* 环境变量（见 README.md）。
     """
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``message`` as one red line on stderr, never read as markup; the exit to raise."""
+    stderr.print(message, style="red", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _database_problem(exc: sa.exc.OperationalError) -> str:
+    url = sa.make_url(load_settings().resolved_database_url)
+    reason = next(iter(str(exc.orig or exc).splitlines()), "")
+    if "readonly" in reason:
+        path = (url.database or "").removeprefix("file:")  # a SQLite URI names its file so
+        return (
+            f"数据库文件 {path} 是只读的：让运行 harvest 的用户能写这个文件和它所在的文件夹"
+            "（chown 或 chmod u+w），或用 HARVEST_DATABASE_URL 换一个可写的数据库"
+        )
+    shown = url.set(query={}).render_as_string(hide_password=True)
+    return f"数据库 {shown} 无法使用（{reason}）：检查 HARVEST_DATABASE_URL、HARVEST_DATA_DIR 和数据库服务"
+
+
+def _row(table: Table, *cells: str | Text) -> None:
+    """Add a row whose text is shown as it is: a value like a[href="/logout/"] is not markup."""
+    table.add_row(*(escape(cell) if isinstance(cell, str) else cell for cell in cells))
+
+
+def _red(text: str) -> Text:
+    return Text(text, style="red")
+
+
+def _clock(settings: Settings, when: dt.datetime | None, fmt: str = "%m-%d %H:%M") -> str:
+    """A time for a table cell in the unit's zone; the column's title names the zone (``_zoned``)."""
+    return "-" if when is None else f"{local_time(when, settings.timezone):{fmt}}"
+
+
+def _zoned(title: str, settings: Settings) -> str:
+    return f"{title}（{zone_label(settings.timezone)}）"
 
 
 def _switches(assignments: list[str], systems: list[str]) -> dict[str, Switches]:
@@ -65,41 +134,43 @@ def _switches(assignments: list[str], systems: list[str]) -> dict[str, Switches]
         code, dot, name = target.partition(".")
         if not (sep and dot) or code not in chosen:
             raise typer.BadParameter(
-                f"{text!r}: write SYSTEM.SWITCH=VALUE with SYSTEM one of {', '.join(systems)}",
+                f"{text!r}：写成 SYSTEM.SWITCH=VALUE，SYSTEM 是 {', '.join(systems)} 之一",
                 param_hint="--set",
             )
         try:
             chosen[code].set_from_text(name, value)
         except ValueError as exc:
-            raise typer.BadParameter(f"{text!r}: {exc}".splitlines()[0], param_hint="--set") from exc
+            raise typer.BadParameter(f"{text!r}：{exc}".splitlines()[0], param_hint="--set") from exc
     return chosen
 
 
 @app.command()
 def sandbox(
-    accounts: Annotated[
-        bool, typer.Option("--accounts", help="Print the demo accounts as JSON and exit.")
-    ] = False,
-    persons: Annotated[int | None, typer.Option(help="Persons to generate [default: settings].")] = None,
-    communities: Annotated[int | None, typer.Option(help="Communities [default: settings].")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the synthetic data [default: settings].")] = None,
+    accounts: Annotated[bool, typer.Option("--accounts", help="以 JSON 输出演示账号后退出。")] = False,
+    persons: Annotated[int | None, typer.Option(help="生成多少人（默认：HARVEST_SANDBOX_PERSONS）。")] = None,
+    communities: Annotated[
+        int | None, typer.Option(help="多少个社区（默认：HARVEST_SANDBOX_COMMUNITIES）。")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="模拟数据的随机种子（默认：HARVEST_SANDBOX_SEED）。")
+    ] = None,
     port: Annotated[
-        int | None, typer.Option(help="First port; 0 picks free ports [default: settings].")
+        int | None, typer.Option(help="第一个端口；0 表示挑空闲端口（默认：HARVEST_SANDBOX_PORT）。")
     ] = None,
     switch: Annotated[
         list[str] | None,
         typer.Option(
             "--set",
             metavar="SYSTEM.SWITCH=VALUE",
-            help="Turn a behaviour on or off, e.g. --set population.captcha=true "
-            "--set civil.fault_500_rate=0.1 --set market.layout_changed=true. Repeatable.",
+            help="打开或关闭一种行为，例如 --set population.captcha=true "
+            "--set civil.fault_500_rate=0.1 --set market.layout_changed=true。可重复。",
         ),
     ] = None,
 ) -> None:
-    """Start the simulated government systems (人口 / 民政 / 市场监管) on 127.0.0.1 in the foreground.
+    """在 127.0.0.1 上前台启动模拟政务系统（人口 / 民政 / 市场监管 等）。
 
-    Prints each system's address and the demo accounts (one per system and community);
-    press Ctrl+C to stop. The data is synthetic and the same for the same seed.
+    输出每个系统的地址和演示账号（每个系统、每个社区一个）；按 Ctrl+C 停止。
+    数据是合成的，同一个种子生成的数据相同。
     """
     settings = load_settings()
     with stderr.status("正在生成模拟数据…", spinner="dots"):
@@ -120,8 +191,7 @@ def sandbox(
     try:
         box.start()
     except SandboxError as exc:
-        console.print(f"[red]沙箱启动失败：[/red]{exc}")
-        raise typer.Exit(1) from exc
+        raise _fail(f"沙箱启动失败：{exc}", 1) from exc
     _print_sandbox(box, len(world.persons))
     try:
         threading.Event().wait()
@@ -139,17 +209,19 @@ def _print_sandbox(box: Sandbox, persons: int) -> None:
         changed = {
             k: v for k, v in system.switches.model_dump().items() if v != Switches.model_fields[k].default
         }
-        systems.add_row(
-            system.spec.title, system.code, system.url, ", ".join(f"{k}={v}" for k, v in changed.items())
+        _row(
+            systems,
+            system.spec.title,
+            system.code,
+            system.url,
+            ", ".join(f"{k}={v}" for k, v in changed.items()),
         )
     console.print(systems)
     logins = Table(title="演示账号")
     for column in ("系统", "账号", "用户名", "密码", "社区"):
         logins.add_column(column)
     for account in box.accounts:
-        logins.add_row(
-            account.system, account.account, account.username, account.password, account.scope_name
-        )
+        _row(logins, account.system, account.account, account.username, account.password, account.scope_name)
     console.print(logins)
     console.print("按 Ctrl+C 停止。`harvest sandbox --accounts` 以 JSON 输出演示账号。")
 
@@ -158,13 +230,8 @@ def _snapshot() -> Snapshot:
     settings = load_settings()
     url = settings.resolved_database_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        stderr.print(f"还没有快照数据库（{url}）：先运行一次采集，例如 `make demo`。")
-        raise typer.Exit(1)
-    try:
-        return Snapshot(Store(make_engine(url)).engine)
-    except StoreUnavailable as exc:
-        stderr.print(f"[red]数据库不可用：[/red]{exc}")
-        raise typer.Exit(1) from exc
+        raise _fail(f"还没有快照数据库（{url}）：先运行一次采集，例如 `make demo`。", 1)
+    return Snapshot(_store(settings).engine)
 
 
 def _access(reveal: bool, reason: str | None, actor: str | None) -> Access:
@@ -178,38 +245,38 @@ def _access(reveal: bool, reason: str | None, actor: str | None) -> Access:
 
 def _print_frame(frame: pd.DataFrame, title: str, limit: int) -> None:
     table = Table(
-        title=title, caption=f"共 {len(frame)} 条" + (f"，显示前 {limit} 条" if len(frame) > limit else "")
+        title=escape(title),
+        caption=f"共 {len(frame)} 条" + (f"，显示前 {limit} 条" if len(frame) > limit else ""),
     )
     for column in frame.columns:
-        table.add_column(str(column))
+        table.add_column(escape(str(column)))
     for row in frame.head(limit).itertuples(index=False):
-        table.add_row(*("" if pd.isna(v) else str(v) for v in row))
+        _row(table, *("" if pd.isna(v) else str(v) for v in row))
     console.print(table)
 
 
 RevealOption = Annotated[
-    bool, typer.Option("--reveal", help="Show personal data unmasked (needs --reason; audited).")
+    bool, typer.Option("--reveal", help="不脱敏显示个人信息（须同时给 --reason；记入审计）。")
 ]
-ReasonOption = Annotated[
-    str | None, typer.Option(help="Why the full data is needed; written to the audit table.")
-]
-ActorOption = Annotated[
-    str | None, typer.Option("--as", help="Who is reading, for the audit [default: login name].")
-]
+ReasonOption = Annotated[str | None, typer.Option(help="为什么需要完整信息；写入审计表。")]
+ActorOption = Annotated[str | None, typer.Option("--as", help="谁在查看，记入审计（默认：登录名）。")]
 
 
 @app.command()
-def runs(limit: Annotated[int, typer.Option(help="How many recent runs.")] = 20) -> None:
-    """Recent harvest runs: status, counts, and why a run failed."""
+def runs(limit: Annotated[int, typer.Option(help="显示最近多少次采集。")] = 20) -> None:
+    """最近的采集：状态、各项计数，以及失败的原因。"""
+    settings = load_settings()
     snapshot = _snapshot()
     with Session(snapshot.engine) as session:
         recent = list(session.exec(select(Run).order_by(Run.started_at.desc()).limit(limit)))  # type: ignore[attr-defined]
     table = Table(title="最近的采集")
-    for column in ("开始时间", "机器人", "系统/账号", "社区", "状态", "新增", "变更", "未变", "注销", "说明"):
+    counts = ("新增", "变更", "未变", "注销")
+    for column in (_zoned("开始", settings), "机器人", "系统/账号", "社区", "状态", *counts, "说明"):
         table.add_column(column)
     for run in recent:
-        table.add_row(
-            f"{run.started_at:%m-%d %H:%M}",
+        _row(
+            table,
+            _clock(settings, run.started_at),
             run.robot,
             f"{run.system}/{run.account}",
             run.scope,
@@ -225,25 +292,23 @@ def runs(limit: Annotated[int, typer.Option(help="How many recent runs.")] = 20)
 
 @app.command()
 def query(
-    dataset: Annotated[str, typer.Argument(help="Dataset name, e.g. persons.")],
-    where: Annotated[
-        list[str] | None, typer.Option(metavar="FIELD=VALUE", help="Exact filter; repeatable.")
-    ] = None,
-    search: Annotated[str, typer.Option(help="Text to find in names, ID numbers, phones, addresses.")] = "",
-    scope: Annotated[str | None, typer.Option(help="Only this community.")] = None,
-    limit: Annotated[int, typer.Option(help="Rows to print (export writes all).")] = 20,
-    export: Annotated[Path | None, typer.Option(help="Write the result to a .csv or .xlsx file.")] = None,
+    dataset: Annotated[str, typer.Argument(help="数据集名，例如 persons。")],
+    where: Annotated[list[str] | None, typer.Option(metavar="FIELD=VALUE", help="精确筛选；可重复。")] = None,
+    search: Annotated[str, typer.Option(help="在姓名、身份证号、电话、住址中查找的文字。")] = "",
+    scope: Annotated[str | None, typer.Option(help="只看这个社区。")] = None,
+    limit: Annotated[int, typer.Option(help="显示多少行（导出写出全部）。")] = 20,
+    export: Annotated[Path | None, typer.Option(help="把结果写入 .csv 或 .xlsx 文件。")] = None,
     reveal: RevealOption = False,
     reason: ReasonOption = None,
     actor: ActorOption = None,
 ) -> None:
-    """Query one dataset of the snapshot; personal data is masked unless revealed with a reason."""
+    """查询快照中的一个数据集；个人信息默认脱敏，说明理由才显示完整信息。"""
     access = _access(reveal, reason, actor)
     filters = {}
     for text in where or []:
         field, sep, value = text.partition("=")
         if not sep:
-            raise typer.BadParameter(f"{text!r}: write FIELD=VALUE", param_hint="--where")
+            raise typer.BadParameter(f"{text!r}：写成 FIELD=VALUE", param_hint="--where")
         filters[field] = value
     snapshot = _snapshot()
     try:
@@ -256,7 +321,7 @@ def query(
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--export") from exc
         console.print(
-            f"已导出 {len(frame)} 条到 {export}"
+            f"已导出 {len(frame)} 条到 {escape(str(export))}"
             + ("（已脱敏）" if not reveal else "（含完整信息，已记录审计）")
         )
         return
@@ -265,14 +330,12 @@ def query(
 
 @app.command()
 def person(
-    id_number: Annotated[
-        str, typer.Argument(help="身份证号 (full-width digits and a lower-case x are fine).")
-    ],
+    id_number: Annotated[str, typer.Argument(help="身份证号（全角数字、小写 x 也可以）。")],
     reveal: RevealOption = False,
     reason: ReasonOption = None,
     actor: ActorOption = None,
 ) -> None:
-    """Every record about one person across datasets (一人一档)."""
+    """一个人在各数据集中的全部记录（一人一档）。"""
     found = _snapshot().person(id_number, access=_access(reveal, reason, actor))
     if not found:
         console.print("快照中没有这个身份证号的记录。")
@@ -283,65 +346,80 @@ def person(
 
 @app.command()
 def freshness() -> None:
-    """How fresh each dataset is: last good harvest, its age, failures since."""
+    """各数据集有多新鲜：最近一次成功采集、距今多久、此后失败几次。"""
+    settings = load_settings()
     table = Table(title="数据新鲜度")
-    for column in ("数据集", "最近成功采集", "距今(小时)", "采集次数", "此后失败"):
+    for column in ("数据集", _zoned("最近成功采集", settings), "距今(小时)", "采集次数", "此后失败"):
         table.add_column(column)
     for item in _snapshot().freshness():
-        last = f"{item.last_good.astimezone(SHANGHAI):%Y-%m-%d %H:%M}" if item.last_good else "从未成功"
+        last = _clock(settings, item.last_good, "%Y-%m-%d %H:%M") if item.last_good else "从未成功"
         age = f"{item.age_hours:.1f}" if item.age_hours is not None else "-"
-        table.add_row(item.dataset, last, age, str(item.runs), str(item.failures_since))
+        _row(table, item.dataset, last, age, str(item.runs), str(item.failures_since))
     console.print(table)
 
 
 @app.command()
 def purge(
     days: Annotated[
-        int | None, typer.Option(help="Older than this many days [default: HARVEST_RETENTION_DAYS].")
+        int | None, typer.Option(help="清理早于这么多天的（默认：HARVEST_RETENTION_DAYS）。")
     ] = None,
     actor: ActorOption = None,
 ) -> None:
-    """Delete gone records and change history older than the retention period (audited)."""
+    """删除早于保留期的已注销记录和变更历史（记入审计）。"""
     days = days if days is not None else load_settings().retention_days
     if days is None or days < 1:
-        raise typer.BadParameter(
-            "say how many days to keep: --days N or HARVEST_RETENTION_DAYS", param_hint="--days"
-        )
+        raise typer.BadParameter("说明保留多少天：--days N 或 HARVEST_RETENTION_DAYS", param_hint="--days")
     counts = Store(_snapshot().engine).purge(days, actor=actor or getpass.getuser())
-    console.print("已清理：" + "，".join(f"{name} {count} 条" for name, count in counts.items()))
+    console.print(escape("已清理：" + "，".join(f"{name} {count} 条" for name, count in counts.items())))
 
 
 # ---- robots: list, run, demo ---------------------------------------------------------------------
 
 EXIT_HELP = (
-    "Exit codes: 0 ok; 1 a robot failed unexpectedly; 2 usage; 3 bad_credentials or locked (the account "
-    "is parked); 4 needs_human; 5 layout_changed; 6 system_unavailable. With several runs, the code of "
-    "the first that failed."
+    "退出码：0 成功；1 机器人意外失败；2 用法或配置有误；3 bad_credentials 或 locked（账号已停用）；"
+    "4 needs_human；5 layout_changed；6 system_unavailable；7 disk_full（本机磁盘已满）；"
+    "8 account_busy（账号正被另一次采集使用）。多次采集时，取第一次失败的退出码。"
 )
 
 
 def _store(settings: Settings) -> Store:
+    """The store; a database that cannot be opened or written reaches the boundary as one line."""
     try:
         return Store(make_engine(settings.resolved_database_url))
-    except StoreUnavailable as exc:
-        stderr.print(f"[red]database unavailable:[/red] {exc}")
-        raise typer.Exit(1) from exc
+    except OSError as exc:  # its folder cannot be made, or the path is not a file
+        raise _fail(
+            f"数据库路径 {exc.filename} 无法使用（{exc.strerror}）："
+            "检查 HARVEST_DATA_DIR 或 HARVEST_DATABASE_URL"
+        ) from exc
 
 
 def _vault(settings: Settings) -> Vault:
     try:
         return Vault.open(settings, interactive=sys.stdin.isatty())
     except VaultError as exc:
-        stderr.print(f"[red]vault:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        raise _fail(f"保险库：{exc}", 1) from exc
 
 
 def _robots() -> dict[str, RobotSpec]:
-    try:
-        return discover()
-    except RobotDeclarationError as exc:
-        stderr.print(f"[red]robots:[/red] {exc}")
-        raise typer.Exit(1) from exc
+    """The robots that load; each robot file that does not is one line on stderr, and the rest run."""
+    robots_ = discover()
+    for why in broken().values():
+        stderr.print(
+            f"机器人文件无法加载，它的机器人不会运行：{why}", style="red", markup=False, highlight=False
+        )
+    return robots_
+
+
+def _print_broken() -> None:
+    """Robot files that do not import, by name, each with where and why (the other robots still run)."""
+    if not broken():
+        return
+    table = Table(title="无法加载的机器人文件（修正后它们的机器人才会运行；其余照常）")
+    for column in ("模块", "原因"):
+        table.add_column(column)
+    for module, why in broken().items():
+        _row(table, module, _red(why))
+    console.print(table)
 
 
 def _harvest(settings: Settings, plan: list[tuple[RobotSpec, str]], *, parallel: int = 1) -> list[RunReport]:
@@ -363,8 +441,7 @@ def _harvest(settings: Settings, plan: list[tuple[RobotSpec, str]], *, parallel:
         try:
             return run_blocking(lambda: go(progress))
         except ChromiumMissing as exc:
-            stderr.print(f"[red]{exc}[/red]")
-            raise typer.Exit(1) from exc
+            raise _fail(str(exc), 1) from exc
 
 
 def _print_reports(reports: list[RunReport]) -> int:
@@ -374,8 +451,9 @@ def _print_reports(reports: list[RunReport]) -> int:
             column, justify="right" if column in ("记录", "新增", "变更", "注销", "秒") else "left"
         )
     for r in reports:
-        status = "[green]ok[/green]" if r.status == "ok" else f"[red]{r.kind or r.status}[/red]"
-        table.add_row(
+        status = Text("ok", style="green") if r.status == "ok" else _red(r.kind or r.status)
+        _row(
+            table,
             r.dataset,
             f"{r.system}/{r.account}",
             status,
@@ -388,43 +466,47 @@ def _print_reports(reports: list[RunReport]) -> int:
     console.print(table)
     for r in reports:
         if r.status != "ok":
-            stderr.print(f"[red]{r.robot} · {r.system}/{r.account}: {r.kind}[/red] {r.message}")
+            stderr.print(
+                f"[red]{escape(f'{r.robot} · {r.system}/{r.account}: {r.kind}')}[/red] {escape(r.message)}",
+                soft_wrap=True,  # one line, however long: a log watcher or grep reads it whole
+            )
             if r.artifacts:
-                stderr.print(f"  evidence: {r.artifacts}")
+                stderr.print(f"  现场证据：{r.artifacts}", markup=False, highlight=False)
     return next((r.exit_code for r in reports if r.exit_code), 0)
 
 
 @app.command("list")
 def list_() -> None:
-    """Systems, robots and accounts, with each account's last run and its status."""
+    """系统、机器人和账号，以及每个账号最近一次采集和结果；无法加载的机器人文件也列出。"""
     settings = load_settings()
-    robots_ = _robots()
+    robots_ = discover()
     systems = {robot.system.name: robot.system for robot in robots_.values()}
-    table = Table(title="Systems")
-    for column in ("system", "title", "base URL", "politeness"):
+    table = Table(title="系统")
+    for column in ("代号", "名称", "网址", "礼貌限速"):
         table.add_column(column)
     for system in systems.values():
         p = system.politeness
         url = settings.system_urls.get(system.name, system.base_url)
-        table.add_row(system.name, system.title, url, f"{p.concurrency} at once, {p.rate:g}/s")
+        _row(table, system.name, system.title, url, f"同时 {p.concurrency} 个，每秒 {p.rate:g} 次")
     console.print(table)
-    table = Table(title="Robots")
-    for column in ("robot", "system", "dataset", "schedule", "what it harvests"):
+    table = Table(title="机器人")
+    for column in ("机器人", "系统", "数据集", "计划", "采集内容"):
         table.add_column(column)
     for robot in robots_.values():
-        table.add_row(robot.name, robot.system.name, robot.dataset, robot.schedule, robot.doc)
+        _row(table, robot.name, robot.system.name, robot.dataset, robot.schedule, robot.doc)
     console.print(table)
+    _print_broken()
     vault = _vault(settings)
     last = _last_runs(settings)
-    table = Table(title="Accounts")
-    for column in ("system", "account", "scope", "status", "last run", "result"):
+    table = Table(title="账号")
+    for column in ("系统", "账号", "社区", "状态", _zoned("最近采集", settings), "结果"):
         table.add_column(column)
     for account in vault.accounts():
         run = last.get((account.system, account.account))
-        status = "ok" if account.status == "ok" else f"[red]parked ({account.parked_kind})[/red]"
-        when = f"{run.started_at.astimezone(SHANGHAI):%m-%d %H:%M}" if run else "never"
+        status = "ok" if account.status == "ok" else _red(f"已停用（{account.parked_kind}）")
+        when = _clock(settings, run.started_at) if run else "从未"
         result = (run.status if run.status == "ok" else f"{run.status}: {run.failure_kind}") if run else ""
-        table.add_row(account.system, account.account, account.scope, status, when, result)
+        _row(table, account.system, account.account, account.scope, status, when, result)
     console.print(table)
 
 
@@ -436,29 +518,27 @@ def _last_runs(settings: Settings) -> dict[tuple[str, str], Run]:
 
 @app.command(epilog=EXIT_HELP)
 def run(
-    robot: Annotated[str, typer.Argument(help="Robot name, as `harvest list` shows it.")],
-    account: Annotated[str | None, typer.Option(help="Run with this account of the robot's system.")] = None,
-    all_: Annotated[
-        bool, typer.Option("--all", help="Run with every account of the robot's system.")
-    ] = False,
+    robot: Annotated[str, typer.Argument(help="机器人名，即 `harvest list` 显示的名字。")],
+    account: Annotated[str | None, typer.Option(help="用机器人所属系统的这个账号采集。")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="用机器人所属系统的每个账号采集。")] = False,
 ) -> None:
-    """Run one robot now: log in (or reuse the saved session), harvest, publish if all went well."""
+    """立即运行一个机器人：登录（或沿用保存的会话）、采集，全部顺利才发布。"""
     settings = load_settings()
     robots_ = _robots()
     spec = robots_.get(robot)
     if spec is None:
+        unloaded = f"；无法加载的文件：{', '.join(broken())}（见 `harvest list`）" if broken() else ""
         raise typer.BadParameter(
-            f"no robot {robot!r}; robots: {', '.join(robots_) or 'none'}", param_hint="ROBOT"
+            f"没有机器人 {robot!r}；现有机器人：{', '.join(robots_) or '无'}{unloaded}", param_hint="ROBOT"
         )
     if (account is None) == (not all_):
-        raise typer.BadParameter("say --account ACCOUNT or --all", param_hint="--account / --all")
+        raise typer.BadParameter("写 --account ACCOUNT 或 --all", param_hint="--account / --all")
     known = [a.account for a in _vault(settings).accounts(spec.system.name)]
     accounts = known if all_ else [account]
     if not accounts or (account is not None and account not in known):
         raise typer.BadParameter(
-            f"no account {account or ''} of {spec.system.name} in the vault "
-            f"(known: {', '.join(known) or 'none'}); add one with "
-            f"`harvest vault add {spec.system.name} ACCOUNT --username U --scope S`",
+            f"保险库里没有 {spec.system.name} 的账号 {account or ''}（已有：{', '.join(known) or '无'}）；"
+            f"添加一个：`harvest vault add {spec.system.name} ACCOUNT --username U --scope S`",
             param_hint="--account",
         )
     reports = _harvest(settings, [(spec, name) for name in accounts if name is not None])
@@ -467,9 +547,11 @@ def run(
 
 @app.command(epilog=EXIT_HELP)
 def demo(
-    persons: Annotated[int | None, typer.Option(help="Persons in the sandbox [default: settings].")] = None,
+    persons: Annotated[
+        int | None, typer.Option(help="沙箱中的人数（默认：HARVEST_SANDBOX_PERSONS）。")
+    ] = None,
 ) -> None:
-    """Start the sandbox, register its demo accounts, run every demo robot for every account."""
+    """启动沙箱，把它的演示账号放进保险库，用每个演示账号运行每个演示机器人。"""
     settings = load_settings()
     with stderr.status("正在生成模拟数据…", spinner="dots"):
         world = generate_world(
@@ -493,9 +575,11 @@ def demo(
         box.stop()
     code = _print_reports(reports)
     console.print(
-        "Next: `harvest list` · `harvest runs` · `harvest freshness` · `harvest query persons --search 王` · "
-        "`harvest person <身份证号>` · `harvest sandbox` to browse the systems yourself · "
-        "the staff desk: `harvest desk add-user admin --role admin`, then `harvest serve`"
+        "接下来：`harvest list` · `harvest runs` · `harvest freshness` · "
+        "`harvest query persons --search 王` · `harvest person <身份证号>` · "
+        "用 `harvest sandbox` 亲自浏览模拟系统 · "
+        "查询台：先 `harvest desk add-user admin --role admin`，再 `harvest serve`",
+        markup=False,
     )
     raise typer.Exit(code)
 
@@ -506,10 +590,9 @@ def _register_demo_accounts(settings: Settings, box: Sandbox) -> None:
         vault = Vault.open(settings)
     except NoVault:
         vault = Vault.init(settings)
-        console.print(f"Created a vault for the demo accounts, its key in {settings.resolved_vault_key_file}")
+        console.print(f"已为演示账号建立保险库，密钥在 {settings.resolved_vault_key_file}", markup=False)
     except VaultError as exc:
-        stderr.print(f"[red]vault:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        raise _fail(f"保险库：{exc}", 1) from exc
     known = {(a.system, a.account): a for a in vault.accounts()}
     for account in box.accounts:
         info = known.get((account.system, account.account))
@@ -530,14 +613,12 @@ def _register_demo_accounts(settings: Settings, box: Sandbox) -> None:
 
 @app.command()
 def schedule(
-    list_: Annotated[
-        bool, typer.Option("--list", help="List every job, its next run and last result.")
-    ] = False,
+    list_: Annotated[bool, typer.Option("--list", help="列出每个任务、下次运行时间和上次结果。")] = False,
 ) -> None:
-    """Run the scheduler in the foreground: every robot × account on its cron, until SIGTERM/Ctrl+C.
+    """在前台运行调度器：每个机器人 × 账号按各自的 cron 运行，直到 SIGTERM 或 Ctrl+C。
 
-    On SIGTERM it takes no new jobs, lets a running robot finish for HARVEST_STOP_TIMEOUT_S,
-    then cancels it (nothing is published). Only one scheduler may run per data dir.
+    收到 SIGTERM 后不再接新任务，正在运行的机器人有 HARVEST_STOP_TIMEOUT_S 秒收尾，
+    之后取消（不发布任何数据）。每个数据目录只能运行一个调度器。
     """
     settings = load_settings()
     if list_:
@@ -548,47 +629,48 @@ def schedule(
         daemon = HarvestScheduler(settings)
         daemon.start()
     except (SchedulerBusy, VaultError) as exc:
-        stderr.print(f"[red]scheduler:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        raise _fail(f"调度器：{exc}", 1) from exc
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
-    console.print(f"Scheduler running with {len(daemon.jobs)} jobs; SIGTERM or Ctrl+C stops it.")
+    _robots()  # the scheduler planned the robots that load: say which files it left out
+    console.print(f"调度器已启动，共 {len(daemon.jobs)} 个任务；SIGTERM 或 Ctrl+C 停止。")
     stop.wait()
     daemon.stop()
 
 
 def _print_jobs(settings: Settings) -> None:
     states = _job_states(_store(settings).engine)
-    table = Table(title="Scheduled jobs")
-    for column in ("job", "cron", "next run", "last result"):
+    table = Table(title="计划任务")
+    for column in ("任务", "cron", _zoned("下次运行", settings), "上次结果"):
         table.add_column(column)
     for job in describe(settings, _vault(settings)):
         state = states.get(job["job"])
-        last = (state.last_status or "") if state else "never run"
+        last = Text((state.last_status or "") if state else "从未运行")
         if state and state.kind:
-            last += f" [red](waiting: {state.kind})[/red]"
-        table.add_row(job["job"], job["cron"], f"{job['next_run']:%Y-%m-%d %H:%M}", last)
+            last.append(f"（等待中：{state.kind}）", style="red")
+        _row(table, job["job"], job["cron"], _clock(settings, job["next_run"], "%Y-%m-%d %H:%M"), last)
     console.print(table)
+    _print_broken()
 
 
 def _job_states(engine: Engine) -> dict[str, JobState]:
-    SQLModel.metadata.create_all(engine, tables=[JobState.__table__])  # type: ignore[list-item]
+    create_tables(engine, [JobState.__table__])  # type: ignore[list-item]
     with Session(engine) as session:
         return {state.key: state for state in session.exec(select(JobState))}
 
 
 @app.command()
 def status(
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable, for monitoring.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="机器可读的输出，供监控用。")] = False,
 ) -> None:
-    """One line per dataset: system, accounts, last good run, age, next run, health."""
+    """每个数据集一行：系统、账号数、最近成功采集、距今、下次运行、健康状况；无法加载的机器人文件也列出。"""
     settings = load_settings()
     jobs = describe(settings, _vault(settings))
     engine = _store(settings).engine
     states = _job_states(engine)
     fresh = {item.dataset: item for item in Snapshot(engine).freshness()}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for dataset in sorted({job["dataset"] for job in jobs}):
         mine = [job for job in jobs if job["dataset"] == dataset]
         item = fresh.get(dataset)
@@ -599,67 +681,85 @@ def status(
                 "dataset": dataset,
                 "system": mine[0]["system"],
                 "accounts": len({job["account"] for job in mine}),
-                "last_good": item.last_good.isoformat() if item and item.last_good else None,
+                "last_good": item.last_good if item else None,
                 "age_hours": round(item.age_hours, 1) if item and item.age_hours is not None else None,
-                "next_run": min(job["next_run"] for job in mine).isoformat(),
+                "next_run": min(job["next_run"] for job in mine),
                 "health": ", ".join(problems) or ("stale" if stale else "ok"),
             }
         )
     if as_json:
+        # Times in the unit's zone with their offset; a robot file that does not load is a row too,
+        # so monitoring that watches "health" sees it.
+        for row in rows:
+            for key in ("last_good", "next_run"):
+                row[key] = row[key] and local_time(row[key], settings.timezone).isoformat()
+        rows += [{"module": module, "health": "broken", "error": why} for module, why in broken().items()]
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    table = Table(title="Status")
-    for column in ("dataset", "system", "accounts", "last good run", "age (h)", "next run", "health"):
+    table = Table(title="状态")
+    last_good, next_run = _zoned("最近成功采集", settings), _zoned("下次运行", settings)
+    for column in ("数据集", "系统", "账号数", last_good, "距今(小时)", next_run, "健康"):
         table.add_column(column)
     for row in rows:
-        health = row["health"] if row["health"] == "ok" else f"[red]{row['health']}[/red]"
-        table.add_row(
+        _row(
+            table,
             row["dataset"],
             row["system"],
             str(row["accounts"]),
-            row["last_good"] or "never",
+            _clock(settings, row["last_good"]) if row["last_good"] else "从未",
             "-" if row["age_hours"] is None else str(row["age_hours"]),
-            row["next_run"][:16],
-            health,
+            _clock(settings, row["next_run"]),
+            row["health"] if row["health"] == "ok" else _red(row["health"]),
         )
     console.print(table)
+    _print_broken()
+    _warn_exposed(settings)
+
+
+def _warn_exposed(settings: Settings) -> None:
+    """One line when others on this machine can read the data dir: it holds personal data (PIPL)."""
+    exposed = exposed_paths(settings.data_dir)
+    if exposed:
+        more = f" 等 {len(exposed)} 处" if len(exposed) > 3 else ""
+        shown = "、".join(str(path) for path in exposed[:3]) + more
+        stderr.print(
+            f"警告：数据目录中 {shown} 其他用户可以读取，其中有个人信息：请运行 "
+            f"`chmod -R go-rwx {settings.data_dir}`（新文件本就只有属主可读）",
+            style="red",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
 def serve(
-    host: Annotated[
-        str | None, typer.Option(help="Address to listen on [default: HARVEST_DESK_HOST, 127.0.0.1].")
-    ] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: HARVEST_DESK_PORT, 8700].")] = None,
+    host: Annotated[str | None, typer.Option(help="监听地址（默认：HARVEST_DESK_HOST，127.0.0.1）。")] = None,
+    port: Annotated[int | None, typer.Option(help="端口（默认：HARVEST_DESK_PORT，8700）。")] = None,
 ) -> None:
-    """Serve the desk: the Chinese web pages where staff search the snapshot, masked and audited.
+    """运行查询台：工作人员查询快照的中文网页，个人信息脱敏，查询记入审计。
 
-    Staff accounts come from `harvest desk add-user`. Beyond this machine, serve it behind an HTTPS
-    reverse proxy on the same host (its X-Forwarded-* headers are trusted from 127.0.0.1 only);
-    over HTTPS the session cookie is Secure. Stop with Ctrl-C.
+    查询台账号用 `harvest desk add-user` 建立。要在本机以外使用，请放在同一台主机的 HTTPS 反向代理之后
+    （哪些代理的 X-Forwarded-For 可信由 HARVEST_DESK_TRUSTED_PROXIES 决定）；经 HTTPS 访问时会话
+    cookie 带 Secure。按 Ctrl-C 停止。
     """
     settings = load_settings()
     configure_logging(settings)
     host, port = host or settings.desk_host, settings.desk_port if port is None else port
     try:
         desk = create_desk(settings)
-    except StoreUnavailable as exc:
-        stderr.print(f"[red]database unavailable:[/red] {exc}")
-        raise typer.Exit(1) from exc
     except ValueError as exc:  # a damaged desk.key or an impossible HARVEST_DESK_* value
-        stderr.print(f"[red]the desk cannot start:[/red] {exc}", markup=True)
-        raise typer.Exit(2) from exc
+        raise _fail(f"查询台无法启动：{exc}") from exc
     if not desk.state.desk.staff.users():
-        stderr.print("No staff accounts yet: create one with  harvest desk add-user NAME --role admin")
+        stderr.print("还没有查询台账号：先建一个  harvest desk add-user NAME --role admin", markup=False)
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             probe.bind((host, port))
     except OSError as exc:
-        stderr.print(
-            f"[red]cannot listen on {host}:{port}:[/red] {exc.strerror}; choose --port or HARVEST_DESK_PORT"
-        )
-        raise typer.Exit(2) from exc
-    console.print(f"Desk (社区数据查询) at http://{host}:{port}/", markup=False)
+        raise _fail(
+            f"无法在 {host}:{port} 监听（{exc.strerror}）：用 --port 或 HARVEST_DESK_PORT 换一个端口"
+        ) from exc
+    console.print(f"查询台（社区数据查询）：http://{host}:{port}/", markup=False)
     # uvicorn stops gracefully on these, then raises the signal again to the handler it found:
     # a quiet one, so a stop asked for ends with exit code 0.
     for stop in (signal.SIGTERM, signal.SIGINT):
@@ -670,8 +770,10 @@ def serve(
         port=port,
         access_log=False,  # its lines carry query strings: what staff searched for
         log_level="warning",
-        proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1",
+        # X-Forwarded-For and -Proto only from the proxies named: believed from anyone else, it lets a
+        # client pick the address that the audit records and that login throttling counts.
+        proxy_headers=bool(settings.desk_trusted_proxies),
+        forwarded_allow_ips=settings.desk_trusted_proxies,
     )
 
 

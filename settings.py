@@ -7,10 +7,20 @@ README.md documents each field; a test keeps the two in step.
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import re
+import typing
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import sqlalchemy as sa
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from machine import zone
 
 
 class Settings(BaseSettings):
@@ -102,6 +112,11 @@ class Settings(BaseSettings):
         ge=0,
         description="On SIGTERM, how long a running robot may finish before it is cancelled.",
     )
+    account_wait_s: float = Field(
+        default=60,
+        ge=0,
+        description="How long a run waits for another run of its account to end, then refuses: account_busy.",
+    )
 
     retention_days: int | None = Field(
         default=None,
@@ -118,15 +133,62 @@ class Settings(BaseSettings):
         default=30, gt=0, description="A desk login ends after this many minutes without a request."
     )
     desk_login_failures: int = Field(
-        default=5, ge=1, description="Failed desk logins, per user name or per client, that lock it."
+        default=5,
+        ge=1,
+        description="Failed desk logins of one user name that lock it; from one address, those after which "
+        "each attempt waits longer (1 s, 2 s, 4 s … a minute at most), never a lock.",
     )
     desk_lock_minutes: float = Field(
-        default=15, gt=0, description="How long a desk lock lasts, and the window failures count within."
+        default=15,
+        gt=0,
+        description="How long a locked desk user name stays locked, and the window failures count within.",
     )
     desk_trusted_proxies: list[str] = Field(
         default_factory=list,
-        description='Addresses of reverse proxies whose X-Forwarded-For the desk believes (JSON: ["127.0.0.1"]).',
+        description='Reverse proxies (addresses or networks) whose X-Forwarded-For the desk believes (JSON).',
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            zone(name)
+        except ValueError:
+            raise ValueError(f"{name!r} 不是已知的时区；写成 IANA 时区名，例如 Asia/Shanghai") from None
+        return name
+
+    @field_validator("database_url")
+    @classmethod
+    def _usable_database(cls, url: str | None) -> str | None:
+        if url is not None:
+            _check_database_url(url)
+        return url
+
+    @field_validator("system_urls")
+    @classmethod
+    def _web_addresses(cls, urls: dict[str, str]) -> dict[str, str]:
+        for name, url in urls.items():
+            _check_web_url(url, f"系统 {name} 的网址 ")
+        return urls
+
+    @field_validator("alert_dingtalk_url", "alert_wecom_url", "alert_webhook_url")
+    @classmethod
+    def _webhook(cls, url: str | None) -> str | None:
+        if url is not None:
+            _check_web_url(url, "")
+        return url
+
+    @field_validator("desk_trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, addresses: list[str]) -> list[str]:
+        for address in addresses:
+            try:
+                ipaddress.ip_network(address, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f'{_redacted(address)!r} 不是 IP 地址；写成地址的 JSON 列表，例如 ["127.0.0.1"]'
+                ) from None
+        return addresses
 
     @property
     def resolved_database_url(self) -> str:
@@ -139,9 +201,106 @@ class Settings(BaseSettings):
         return self.vault_key_file or self.data_dir / "vault.key"
 
 
+def _check_web_url(url: str, whose: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"{whose}{_redacted(url)!r} 不是 http(s) 网址；写成带主机名的完整网址，例如 http://10.1.2.3:8080"
+        )
+
+
+def _check_database_url(url: str) -> None:
+    """The URL parses, SQLAlchemy knows its dialect and its driver is installed: else one line why."""
+    shown = repr(_redacted(url))
+    example = "例如 sqlite:////srv/harvest/harvest.db 或 postgresql+psycopg://用户@主机/库"
+    try:
+        dialect = sa.make_url(url).get_dialect()
+    except sa.exc.NoSuchModuleError:  # a subclass of ArgumentError: first
+        raise ValueError(f"SQLAlchemy 不认识 {shown} 的数据库种类；{example}") from None
+    except sa.exc.ArgumentError:
+        raise ValueError(f"{shown} 不是 SQLAlchemy 数据库网址；{example}") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        raise ValueError(
+            f"{shown} 要用的数据库驱动 {exc.name or dialect.driver} 没有安装；"
+            "在项目的 venv 里安装它，或换一种数据库网址"
+        ) from None
+
+
+# Values never shown in a message: secrets, and the parts of a URL that carry tokens or passwords.
+_SECRET_FIELDS = frozenset(
+    name
+    for name, info in Settings.model_fields.items()
+    if SecretStr in (info.annotation, *typing.get_args(info.annotation))
+)
+_QUERY = re.compile(r"[?#][^\s'\"]*")
+_PASSWORD = re.compile(r"(://[^/\s:@]*):[^/\s@]*@")
+
+
+def _redacted(value: object) -> str:
+    """``value`` as a message may show it: query strings and URL passwords blanked."""
+    text = str(value) if isinstance(value, str) else repr(value)
+    return _PASSWORD.sub(r"\1:***@", _QUERY.sub("?…", text))
+
+
+def _json_example(name: str) -> str:
+    """The JSON example a field's description gives (``JSON: {"persons": …}``), if any."""
+    found = re.search(r"JSON[^\[{]*([\[{].*[\]}])", Settings.model_fields[name].description or "")
+    return f"，例如 {found.group(1)}" if found else ""
+
+
+_PROBLEMS = {
+    "int_parsing": "不是整数",
+    "int_from_float": "不是整数",
+    "float_parsing": "不是数字",
+    "bool_parsing": "不是 true 或 false",
+    "dict_type": "不是 JSON 对象",
+    "list_type": "不是 JSON 列表",
+    "string_type": "不是文字",
+    "greater_than": "应大于 {gt}",
+    "greater_than_equal": "应不小于 {ge}",
+    "less_than": "应小于 {lt}",
+    "less_than_equal": "应不大于 {le}",
+}
+
+
+def _explain(error: ErrorDetails, more: int) -> str:
+    """One pydantic error as one line: the setting, the value's problem, the fix."""
+    name = str(error["loc"][0])
+    where = "".join(f" 中 {part}" for part in error["loc"][1:])
+    context: dict[str, Any] = dict(error.get("ctx") or {})
+    others = f"（另有 {more} 处设置有误）" if more else ""
+    if error["type"] == "value_error":  # our validators' messages name the value themselves
+        return f"设置 HARVEST_{name.upper()}{where} 有误：{context['error']}{others}"
+    shown = "（不显示）" if name in _SECRET_FIELDS else repr(_redacted(error["input"]))
+    default = Settings.model_fields[name].get_default(call_default_factory=True)
+    default_text = "不设" if default is None else json.dumps(default, ensure_ascii=False, default=str)
+    return (
+        f"设置 HARVEST_{name.upper()}{where} 的值 {shown} 有误："
+        f"{_PROBLEMS.get(error['type'], error['msg']).format(**context)}；改正它{_json_example(name)}，"
+        f"或删去它（环境变量或 .env 文件里的）以用默认值 {default_text}{others}"
+    )
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment; keyword arguments win over it."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Read settings from the environment; keyword arguments win over it.
+
+    A malformed setting is a ``ConfigurationError`` whose one line names the setting and the fix.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        errors = exc.errors()
+        raise ConfigurationError(_explain(errors[0], len(errors) - 1)) from None
+    except SettingsError as exc:  # a JSON setting that does not parse at all
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = found.group(1) if found else "?"
+        cause = exc.__cause__
+        at = f"（第 {cause.lineno} 行第 {cause.colno} 列）" if isinstance(cause, json.JSONDecodeError) else ""
+        raise ConfigurationError(
+            f"设置 HARVEST_{name.upper()} 不是合法的 JSON{at}；改正它{_json_example(name)}"
+        ) from None
 
 
 class ConfigurationError(ValueError):

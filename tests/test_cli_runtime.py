@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
-from cli import app
+from cli import _print_reports, app
+from robots import RunReport
+from robots._progress import RichProgress
 from sandbox import Sandbox
 from settings import Settings
 from vault import Vault
@@ -17,9 +21,9 @@ runner = CliRunner()
 
 def test_run_needs_an_account_or_all_and_a_known_robot(vault: Vault) -> None:
     result = runner.invoke(app, ["run", "persons"])
-    assert result.exit_code == 2 and "--account ACCOUNT or --all" in result.output
+    assert result.exit_code == 2 and "--account ACCOUNT 或 --all" in result.output
     result = runner.invoke(app, ["run", "nobody", "--all"])
-    assert result.exit_code == 2 and "no robot 'nobody'" in result.output
+    assert result.exit_code == 2 and "没有机器人 'nobody'" in result.output
     result = runner.invoke(app, ["run", "persons", "--account", "atlantis"])
     assert result.exit_code == 2 and "harvest vault add population" in result.output
 
@@ -28,9 +32,9 @@ def test_run_help_documents_the_exit_codes() -> None:
     result = runner.invoke(app, ["run", "--help"])
     assert result.exit_code == 0
     text = " ".join(result.output.replace("│", " ").split())  # Rich wraps and boxes the epilog
-    for code in ("0 ok", "2 usage", "3 bad_credentials or locked", "4 needs_human", "5 layout_changed"):
+    for code in ("0 成功", "2 用法或配置有误", "3 bad_credentials 或 locked", "4 needs_human"):
         assert code in text
-    assert "6 system_unavailable" in text
+    assert "5 layout_changed" in text and "6 system_unavailable" in text
 
 
 @pytest.mark.browser
@@ -46,9 +50,9 @@ def test_run_harvests_and_exits_with_the_failures_code(
     assert bad.exit_code == 3, bad.output
     assert "bad_credentials" in bad.output and "harvest vault set civil xiyuan --password" in bad.output
 
-    listed = runner.invoke(app, ["list"], terminal_width=200)
+    listed = runner.invoke(app, ["list"], env={"COLUMNS": "200"})
     assert listed.exit_code == 0, listed.output
-    assert "parked" in listed.output and "elderly" in listed.output
+    assert "已停用（bad_credentials）" in listed.output and "elderly" in listed.output
 
 
 @pytest.mark.browser
@@ -62,7 +66,7 @@ def test_demo_runs_every_demo_robot_for_every_demo_account(monkeypatch: pytest.M
             assert any(
                 dataset in line and account in line and " ok " in line for line in result.output.splitlines()
             )
-    assert "Next:" in result.output
+    assert "接下来：" in result.output
 
 
 @pytest.mark.browser
@@ -72,10 +76,30 @@ def test_schedule_list_and_status_say_what_runs_when_and_how_fresh(
     assert runner.invoke(app, ["run", "elderly", "--account", "donghu"]).exit_code == 0
     listed = runner.invoke(app, ["schedule", "--list"])
     assert listed.exit_code == 0, listed.output
-    assert "elderly@civil" in listed.output and "never run" in listed.output
+    assert "elderly@civil" in listed.output and "从未运行" in listed.output
     status = runner.invoke(app, ["status", "--json"])
     assert status.exit_code == 0, status.output
     rows = {row["dataset"]: row for row in json.loads(status.stdout)}
     assert set(rows) >= {"persons", "households", "elderly", "entities"}
     assert rows["elderly"]["health"] == "ok" and rows["elderly"]["accounts"] == 3
     assert rows["persons"]["health"] == "stale" and rows["persons"]["last_good"] is None
+
+
+def test_the_run_summary_and_progress_show_messages_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    message = 'after login, a[href="/logout/"] is not on /admin/'
+    report = RunReport(
+        robot="admin_pages",
+        system="health",
+        account="donghu",
+        dataset="visits",
+        status="failed",
+        kind="layout_changed",
+        message=message,
+    )
+    assert _print_reports([report]) == 5
+    assert message in capsys.readouterr().err
+    drawn = Console(file=io.StringIO(), width=200)
+    with RichProgress(drawn) as progress:
+        progress.started("run-1", "admin_pages · [staff]")
+        progress.finished("run-1", report)
+    assert "admin_pages · [staff]" in drawn.file.getvalue()
