@@ -227,7 +227,7 @@ class HarvestScheduler:
         self._scheduler.resume()
         for module, reason in broken().items():
             logger.error("机器人文件 {} 无法载入，其机器人不参与调度：{}", module, reason)
-        logger.info("scheduler started with {} jobs", len(self.jobs))
+        logger.info("调度器已启动，共 {} 个任务", len(self.jobs))
 
     def stop(self, timeout: float | None = None) -> None:
         """Take no new jobs; let running ones finish for ``timeout`` seconds, then cancel them."""
@@ -252,7 +252,7 @@ class HarvestScheduler:
         if self._lease is not None:
             self._lease.release()
             self._lease = None
-        logger.info("scheduler stopped")
+        logger.info("调度器已停止")
 
     def next_runs(self) -> dict[str, dt.datetime | None]:
         if self._scheduler is None:
@@ -275,7 +275,7 @@ class HarvestScheduler:
         if planned is None or self._stopping.is_set():
             return None
         if self._waiting_for_person(planned):
-            logger.info("{} waits for a person (see the alert sent earlier); not run", planned.id)
+            logger.info("{} 在等人处理（见此前发出的告警），本次不运行", planned.id)
             return None
         system = planned.robot.system
         slots = self._system_slots.setdefault(
@@ -334,7 +334,7 @@ class HarvestScheduler:
         elif failure.retried and state.retries < self.settings.retry_limit:
             state.retries += 1
             delay = self.settings.retry_base_s * 2 ** (state.retries - 1) * random.uniform(0.8, 1.2)
-            logger.warning("{}: {}; retry {} in {:.0f}s", planned.id, report.kind, state.retries, delay)
+            logger.warning("{}：{}；{:.0f} 秒后第 {} 次重试", planned.id, report.kind, delay, state.retries)
             if not self._stopping.is_set():
                 self._retry(planned, delay)
         elif failure.alerted and state.kind != report.kind:

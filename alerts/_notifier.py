@@ -73,12 +73,12 @@ class Notifier:
         try:
             title, text = render(alert)
         except Exception as exc:  # a bug in rendering must not stop the scheduler either
-            logger.error("alert {} for {} could not be rendered: {!r}", alert.kind, alert.system, exc)
+            logger.error("告警 {}（{}）无法生成正文：{!r}；改发简短告警", alert.kind, alert.system, exc)
             title, text = f"【数据采集】{alert.system_title} {alert.kind}", alert.message
-        about = f"{alert.kind} for {alert.system}/{alert.account or '-'}"
+        about = f"{alert.kind}（{alert.system}/{alert.account or '-'}）"
         if not self.channels:
             logger.warning(
-                "alert {} (no alert channel configured, set HARVEST_ALERT_*): {} | {}",
+                "告警 {} 无处可发（未配置告警渠道，请设置 HARVEST_ALERT_*）：{} | {}",
                 about,
                 title,
                 alert.message,
@@ -90,7 +90,7 @@ class Notifier:
                 results[channel.name] = self._deliver(client, channel, alert, title, text, about)
         sent = [name for name, ok in results.items() if ok]
         if sent:
-            logger.info("alert {} sent to {}: {}", about, ", ".join(sent), title)
+            logger.info("告警 {} 已发到 {}：{}", about, "、".join(sent), title)
         return results
 
     def _deliver(
@@ -107,7 +107,7 @@ class Notifier:
                     channel.check(response)
                     return True
                 except Rejected as exc:
-                    reason = f"refused: {exc}"
+                    reason = f"被拒绝：{exc}"
                     break
                 except Retryable as exc:
                     reason = str(exc)
@@ -125,11 +125,11 @@ class Notifier:
                     )
                     self._sleep(delay)
             else:
-                reason = f"{reason} after {self.attempts} attempts"
+                reason = f"{reason}（已尝试 {self.attempts} 次）"
         except Exception as exc:  # never let a channel's bug reach the caller
             reason = f"{type(exc).__name__}: {exc}"
         logger.warning(
-            "alert {} NOT delivered to {} ({}): {}",
+            "告警 {} 未能发到 {}（{}）：{}；请检查该渠道的网址和网络",
             about,
             channel.name,
             channel.where(),

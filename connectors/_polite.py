@@ -180,7 +180,7 @@ class Polite:
                 return
 
     def pause(self, seconds: float) -> None:
-        """Start nothing for ``seconds`` (the system said 429 Retry-After): every request waits."""
+        """Start nothing for ``seconds`` (a 429 or 503 said Retry-After): every request waits."""
         now = asyncio.get_running_loop().time()
         self._next_start = max(self._next_start, now + seconds)
         self._pauses += 1
@@ -207,6 +207,10 @@ class Polite:
                         self.pause(wait)
                     elif status >= 500:
                         problem = f"HTTP {status}"
+                        said = _retry_after(reply)
+                        if said:  # a 503 may say how long the whole service stays down (RFC 9110)
+                            wait = said
+                            self.pause(wait)
                     else:
                         self._served.append(asyncio.get_running_loop().time())
                         if self.pace.answered(sent_in, seconds, type(reply).__name__, alone=alone):

@@ -123,7 +123,7 @@ class Session:
         """Reuse the saved session if the system still accepts it; otherwise log in once."""
         self._context = await self._new_context(self._state)
         if self._state is not None and await self._proves_logged_in():
-            logger.info("reused the saved session of {}", self.system.name)
+            logger.info("沿用 {} 已保存的会话", self.system.name)
             return
         await self.login()
 
@@ -168,7 +168,7 @@ class Session:
         self._on_login([cookie["value"] for cookie in await self.context.cookies()])
         self.logins += 1
         self.generation += 1
-        logger.info("logged in to {} ({})", self.system.name, self.system.title)
+        logger.info("已登录 {}（{}）", self.system.name, self.system.title)
 
     def _may_submit(self) -> bool:
         """One more unexplained submission keeps the ledger below ``lockout_threshold - 1``."""

@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 from desk import _views as views
 from desk._links import Sealer
 from desk._staff import DeskLogin, StaffDirectory
+from machine import zone_label
 from robots import RobotDeclarationError, dataset_titles
 from settings import Settings, load_settings
 from store import Snapshot, Store, StoreUnavailable, make_engine
@@ -105,7 +106,9 @@ class Desk:
         fresh = []  # what was harvested and when is for staff, not for the login page
         if login is not None:
             catalog = context.get("catalog") or self.views()
-            fresh = views.freshness(self.snapshot.freshness(), catalog, self.settings.max_age_hours)
+            fresh = views.freshness(
+                self.snapshot.freshness(), catalog, self.settings.max_age_hours, self.settings.timezone
+            )
         page = {"me": login.user if login else None, "csrf": login.csrf if login else "", "fresh": fresh}
         return self.templates.TemplateResponse(request, template, page | context, status_code=status)
 
@@ -142,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     store = Store(engine)  # creates the store's tables on a database nothing has harvested into yet
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.globals["action_names"] = ACTION_NAMES
+    templates.env.globals["zone_label"] = zone_label(settings.timezone)
     app = FastAPI(title="社区数据查询", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.desk = Desk(
         settings=settings,

@@ -319,7 +319,7 @@ def audit(
     )
     rows = [
         {
-            "at": views.local_time(entry.at),
+            "at": views.local_time(entry.at, desk.settings.timezone),
             "actor": entry.actor,
             "action": entry.action,
             "title": catalog[entry.dataset].title if entry.dataset in catalog else (entry.dataset or ""),

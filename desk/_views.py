@@ -12,14 +12,13 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+import machine
 from desk._links import Sealer
 from store import REF_COLUMN, Access, DatasetInfo, Freshness, Snapshot
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 SEARCH_LIMIT = 50  # persons on one result page; more asks for a narrower search
 # Roles staff filter a dataset by; community only matters to admins, who see every community.
 FILTER_ROLES = ("community", "grid", "tags")
@@ -99,9 +98,9 @@ def text(value: Any) -> str:
     return str(value)
 
 
-def local_time(moment: dt.datetime) -> str:
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)  # SQLite hands back naive UTC
-    return f"{aware.astimezone(SHANGHAI):%Y-%m-%d %H:%M}"
+def local_time(moment: dt.datetime, zone: str | None = None) -> str:
+    """A time as staff read it, in the unit's zone (Beijing time unless HARVEST_TIMEZONE says else)."""
+    return f"{machine.local_time(moment, zone):%Y-%m-%d %H:%M}"
 
 
 def catalog(snapshot: Snapshot, titles: dict[str, str]) -> dict[str, DatasetView]:
@@ -204,12 +203,14 @@ class FreshLine:
 
 
 def freshness(
-    items: Iterable[Freshness], views: dict[str, DatasetView], max_age_hours: float
+    items: Iterable[Freshness], views: dict[str, DatasetView], max_age_hours: float, zone: str | None = None
 ) -> list[FreshLine]:
     lines = []
+    label = machine.zone_label(zone)
     for item in items:
         title = views[item.dataset].title if item.dataset in views else item.dataset
-        when = local_time(item.last_good)[5:] if item.last_good else ""  # 11-23 02:13: the year is plain
+        # 11-23 02:13（北京时间）: the year is plain, the clock is named
+        when = f"{local_time(item.last_good, zone)[5:]}（{label}）" if item.last_good else ""
         stale = item.age_hours is None or item.age_hours > max_age_hours
         lines.append(FreshLine(title, when, stale))
     return lines

@@ -108,7 +108,7 @@ class Lease:
                     .values(expires=time.time() + self.ttl)
                 ).rowcount
             if not kept:
-                logger.error("lost the lease {} (another process took it after it expired)", self.key)
+                logger.error("租约 {} 已失去（过期后被另一个进程取得）", self.key)
                 return
 
 

@@ -191,15 +191,17 @@ def record_spec(model: type[Record]) -> RecordSpec:
         if role is not None and role not in get_args(Role):
             # A misspelt role would silently skip masking: refuse it where it is written.
             known = ", ".join(get_args(Role))
-            raise RecordDeclarationError(f"{model.__name__}.{name}: unknown role {role!r}; roles are {known}")
+            raise RecordDeclarationError(
+                f"{model.__name__}.{name}：没有 {role!r} 这个角色；可用的角色：{known}"
+            )
         columns.append(Column(name, python_type, nullable, bool(extra.get("key")), role, label))  # type: ignore[arg-type]
     spec = RecordSpec(model, tuple(columns))
     if not spec.key:
         raise RecordDeclarationError(
-            f"{model.__name__} has no natural key: mark the fields that identify a record Field(key=True)"
+            f"{model.__name__} 没有自然键：请把能识别一条记录的字段标为 Field(key=True)"
         )
     if any(c.nullable for c in columns if c.key):
-        raise RecordDeclarationError(f"{model.__name__}: a key field cannot be optional")
+        raise RecordDeclarationError(f"{model.__name__}：键字段不能是可选的（去掉 | None）")
     return spec
 
 
@@ -218,5 +220,5 @@ def _scalar(model: type, name: str, annotation: Any) -> tuple[type, bool]:
         return python_type, nullable
     allowed = ", ".join(t.__name__ for t in SCALARS)
     raise RecordDeclarationError(
-        f"{model.__name__}.{name}: type {annotation!r} cannot be stored; use {allowed} (or Optional of one)"
+        f"{model.__name__}.{name}：类型 {annotation!r} 无法存储；请用 {allowed}（或其中之一加 | None）"
     )

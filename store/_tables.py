@@ -185,8 +185,8 @@ def ensure(engine: Engine, table: sa.Table, spec: RecordSpec) -> None:
         return
     if keys != wanted_keys:
         raise SchemaMismatch(
-            f"{table.name}: the natural key changed from {sorted(keys)} to {sorted(wanted_keys)}; "
-            f"keep the old key, or give the record a new dataset name (the old table stays as it is)"
+            f"{table.name}：自然键从 {sorted(keys)} 变成了 {sorted(wanted_keys)}；"
+            "请保留原来的键，或给记录换一个新的数据集名（旧表保持原样）"
         )
     with engine.begin() as conn:
         for column in table.columns:
@@ -218,8 +218,8 @@ def _check_type(table: str, wanted: sa.Column, found: sa.types.TypeEngine) -> No
         isinstance(wanted.type, sa.Integer) and isinstance(found, sa.Integer)
     ):
         raise SchemaMismatch(
-            f"{table}.{wanted.name} is {found} in the database but {wanted.type} in the record class; "
-            "change the field back, or store it under a new field name"
+            f"{table}.{wanted.name} 在数据库里是 {found}，记录类里却是 {wanted.type}："
+            "请把字段改回原类型，或用新的字段名存储"
         )
 
 

@@ -208,7 +208,7 @@ def test_a_slow_receiver_times_out_and_is_retried(log_lines: list[str]) -> None:
         notifier = Notifier([JsonWebhook(url)], attempts=2, timeout=0.2, backoff=0.01)
         assert notifier.send(alert()) == {"webhook": False}
     (warning,) = [line for line in log_lines if line.startswith("WARNING")]
-    assert "ReadTimeout" in warning and "2 attempts" in warning
+    assert "ReadTimeout" in warning and "已尝试 2 次" in warning
 
 
 def test_no_channel_sends_nothing_and_logs_the_alert(log_lines: list[str]) -> None:

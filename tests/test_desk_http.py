@@ -91,7 +91,7 @@ def test_login_returns_to_the_page_asked_for(app: FastAPI) -> None:
     data = {"name": "clerk", "password": PASSWORD, "csrf": csrf_of(form.text), "next": "/datasets"}
     assert browser.post("/login", data=data).headers["location"] == "/datasets"
     assert "数据更新于" not in form.text  # what was harvested when is for staff only
-    assert "人口信息数据更新于" in browser.get("/datasets").text
+    assert re.search(r"人口信息数据更新于 \d\d-\d\d \d\d:\d\d（北京时间）", browser.get("/datasets").text)
 
 
 def test_forged_links_unknown_pages_and_the_audit_page_for_staff_are_refused(

@@ -197,3 +197,27 @@ def test_a_rate_limited_system_refuses_few_requests_once_the_gate_backs_off(sand
     assert len(statuses) >= 60 and refused < 0.15, f"{statuses.count(429)} of {len(statuses)} refused"
     # Honouring Retry-After alone refuses about as many; the gate itself slowed down:
     assert polite.pace.rate < DECLARED.rate / 2
+
+
+def test_a_503_that_says_how_long_it_is_down_is_waited_for_by_every_request() -> None:
+    async def go() -> tuple[float, float]:
+        polite = Polite(DECLARED, name="t")
+        loop = asyncio.get_running_loop()
+        down = iter([Answer(503, {"retry-after": "0.5"}), Answer(200)])
+        first = asyncio.ensure_future(polite.fetch(lambda: asyncio.sleep(0, next(down)), "a page"))
+        await asyncio.sleep(0.05)  # the 503 has come back
+        asked = loop.time()
+
+        async def another() -> Answer:
+            served.append(loop.time())
+            return Answer(200)
+
+        served: list[float] = []
+        await polite.fetch(another, "another page")
+        await first
+        return asked, served[0]
+
+    asked, served = run_blocking(go)
+    # A lower bound on the gate's own clock: the other request was held by the pause the header set,
+    # where the pace alone (halved to 10/s) would have sent it within 0.1 s.
+    assert served - asked >= 0.3

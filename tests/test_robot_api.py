@@ -76,7 +76,7 @@ def test_robot_declarations_are_checked_where_they_are_written() -> None:
     class Keyless(Record):
         name: str
 
-    with pytest.raises(TypeError, match="no natural key"):
+    with pytest.raises(TypeError, match="没有自然键"):
         robot(system=population, record=Keyless)(walk)
     with pytest.raises(RobotDeclarationError, match="五段 cron"):
         robot(system=population, record=Thing, schedule="nightly")(walk)

@@ -155,7 +155,7 @@ def test_reprs_show_names_never_secrets() -> None:
     secrets = vault.secrets("population", "acct0", robot="r", run_id="1")
     assert repr(secrets.password) == str(secrets.password) == "Secret('population/acct0 password')"
     assert "pw-0-secret" not in f"{secrets} {secrets!r} {secrets.password} {vault!r}"
-    with pytest.raises(TypeError, match="not pickled"):
+    with pytest.raises(TypeError, match="不能被 pickle"):
         pickle.dumps(secrets)
     key = key_text(new_key())
     settings = load_settings(vault_key=key)

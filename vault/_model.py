@@ -70,7 +70,7 @@ class Secret:
         return self
 
     def __reduce__(self) -> Any:
-        raise TypeError(f"{self!r} is not pickled: let the process that needs it ask the vault")
+        raise TypeError(f"{self!r} 不能被 pickle：需要它的进程请自己向保险库取")
 
 
 @dataclass(frozen=True)
