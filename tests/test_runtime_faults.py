@@ -66,14 +66,16 @@ def test_injected_500s_drops_slow_pages_and_429s_lose_nothing_and_stay_polite(
     system = sandbox["population"]
     sw = system.switches
     sw.fault_500_rate, sw.fault_drop_rate, sw.fault_slow_rate, sw.slow_seconds = 0.1, 0.03, 0.1, 0.3
-    # Far below our 20/s: the gate halves its pace on the injected 500s too, and must still meet
-    # the limit (429 with Retry-After) before it has backed off that far.
-    sw.rate_limit_per_s = 3
+    # Far below our 20/s, from the first list page on: the gate halves its pace on the injected
+    # 500s too and must still meet the limit (429 with Retry-After) before it has backed off that
+    # far. Not before: a 429 on the login POST is the system saying the account is locked.
+    HOOKS[1] = lambda: setattr(sw, "rate_limit_per_s", 3)
     sw.lockout_threshold = 5
 
     (report,) = harvest(settings, store, vault, [("t_pages20", "donghu")])
 
     assert report.status == "ok", report.message
+    assert not HOOKS, "the hook did not run"
     _all_there(store, sandbox, "donghu", report.records)
     assert system.traffic.faults["500"] and system.traffic.faults["429"] and system.traffic.faults["slow"]
     assert system.traffic.max_in_flight <= POLITE.concurrency + 1  # +1: the redirect after the login form

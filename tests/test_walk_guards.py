@@ -73,6 +73,7 @@ def test_every_paging_shape_yields_every_record(lists: ListSystem) -> None:
         async with logged_in(lists) as session:
             for shape, switches in SHAPES.items():
                 for how, last in LASTS.items():
+                    await lists.settled()
                     lists.reset(**switches)
                     done = await walked(session, numbered(last))
                     case = f"{shape}, {how}"

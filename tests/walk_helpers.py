@@ -93,6 +93,14 @@ class ListSystem:
         self.requested.clear()
         self.max_in_flight = self.postbacks = self.loads = 0
 
+    async def settled(self, quiet_s: float = 0.06) -> None:
+        """Wait until no request of the last walk is still arriving: a walk that ends may leave a
+        prefetch of a page past the end on the wire, which must not count for the next case."""
+        seen = -1
+        while self.in_flight or seen != len(self.requested):
+            seen = len(self.requested)
+            await asyncio.sleep(quiet_s)
+
     def ids(self) -> list[str]:
         return [record_no(i) for i in range(self.switches.records)]
 
