@@ -18,10 +18,11 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from desk import create_app
 from robots.sandbox_civil import ElderlyCare
 from robots.sandbox_population import Household, Person
 from sandbox import World
-from settings import Settings
+from settings import Settings, load_settings
 from store import Field, Record, Store, make_engine
 
 PASSWORD = "Desk-Pass-2026"  # every test user's; a test that looks for leaks searches for it
@@ -79,6 +80,13 @@ def seed_snapshot(settings: Settings, world: World) -> Store:
             store.stage(run, rows.to_dict(orient="records"))
             store.publish(run)
     return store
+
+
+def seeded_desk(world: World, data: Path) -> FastAPI:
+    """The desk over a snapshot of ``world`` in a SQLite file of ``data``, as `harvest serve` builds it."""
+    settings = load_settings(data_dir=data, database_url=f"sqlite:///{data / 'harvest.db'}")
+    seed_snapshot(settings, world)
+    return create_app(settings)
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from desk import create_app
 from sandbox import World
 from settings import load_settings
 from store import Snapshot
-from tests.desk_helpers import PASSWORD, seed_snapshot
+from tests.desk_helpers import PASSWORD, seeded_desk
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -23,9 +23,7 @@ CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 @pytest.fixture(scope="module")
 def app(world: World, tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
     data = tmp_path_factory.mktemp("desk-http")
-    settings = load_settings(data_dir=data, database_url=f"sqlite:///{data / 'harvest.db'}")
-    seed_snapshot(settings, world)
-    desk = create_app(settings)
+    desk = seeded_desk(world, data)
     desk.state.desk.staff.add("clerk", PASSWORD, role="staff", scope="donghu")
     desk.state.desk.staff.add("chief", PASSWORD, role="admin", scope=None)
     return desk
@@ -248,9 +246,7 @@ def test_a_throttled_login_answers_429_with_retry_after(app: FastAPI) -> None:
 def test_a_bug_is_one_log_line_without_its_message(
     tmp_path: Path, world: World, logs: list[str], capfd: pytest.CaptureFixture[str]
 ) -> None:
-    settings = load_settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'harvest.db'}")
-    seed_snapshot(settings, world)
-    desk = create_app(settings)
+    desk = seeded_desk(world, tmp_path)
     desk.state.desk.staff.add("clerk", PASSWORD, role="staff", scope="donghu")
     with desk.state.desk.snapshot.engine.begin() as conn:  # a table lost under a running desk
         conn.exec_driver_sql("ALTER TABLE snap_persons RENAME COLUMN name TO name_lost")

@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page, expect
 from desk import create_app
 from sandbox import World
 from settings import Settings, load_settings
-from tests.desk_helpers import PASSWORD, seed_snapshot, served
+from tests.desk_helpers import PASSWORD, seeded_desk, served
 
 pytestmark = pytest.mark.browser
 
@@ -36,15 +36,13 @@ class Desk:
 def desk(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
     """One snapshot of the test world and one served desk for the module; users per community."""
     data = tmp_path_factory.mktemp("desk")
-    settings = load_settings(data_dir=data, database_url=f"sqlite:///{data / 'harvest.db'}")
-    seed_snapshot(settings, world)
-    app = create_app(settings)
+    app = seeded_desk(world, data)
     staff = app.state.desk.staff
     staff.add("donghu_clerk", PASSWORD, role="staff", scope=MINE)
     staff.add("xiyuan_clerk", PASSWORD, role="staff", scope=OTHER)
     staff.add("director", PASSWORD, role="admin", scope=None)
     with served(app) as url:
-        yield Desk(url, settings)
+        yield Desk(url, app.state.desk.settings)
 
 
 def log_in(page: Page, desk: Desk, name: str, password: str = PASSWORD) -> None:

@@ -17,12 +17,11 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from cli import app as harvest
-from desk import create_app
 from desk._pages import NUMBER_SEARCHES
 from sandbox import World
 from settings import load_settings
 from store import REF_COLUMN, Access, Snapshot, make_engine
-from tests.desk_helpers import PASSWORD, seed_snapshot
+from tests.desk_helpers import PASSWORD, seed_snapshot, seeded_desk
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 PERSON_LINK = re.compile(r'href="/person/([\w-]+)"')
@@ -32,9 +31,7 @@ REVEAL = Access(actor="核查员", reveal=True, reason="核对身份")
 @pytest.fixture(scope="module")
 def app(world: World, tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
     data = tmp_path_factory.mktemp("oracle")
-    settings = load_settings(data_dir=data, database_url=f"sqlite:///{data / 'harvest.db'}")
-    seed_snapshot(settings, world)
-    desk = create_app(settings)
+    desk = seeded_desk(world, data)
     for name in ("clerk", "prober", "auditor"):
         desk.state.desk.staff.add(name, PASSWORD, role="staff", scope="donghu")
     desk.state.desk.staff.add("chief", PASSWORD, role="admin", scope=None)
