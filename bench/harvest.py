@@ -76,10 +76,10 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from connectors import Politeness, launch_options
 from connectors.sandbox import population
 from robots import Harvester, Page, RobotSpec, RunReport, Walk, discover, registered, robot
-from robots.sandbox_population import PAGER, PERSON_COLUMNS, Person
+from robots.sandbox_population import PAGER, Person
 from sandbox import DemoAccount, Sandbox, SandboxSystem, Switches, generate_world
 from settings import Settings, load_settings
-from store import Store, make_engine
+from store import Store, make_engine, record_spec
 from vault import Vault
 
 TABLE = "table.persons"
@@ -88,6 +88,9 @@ DEFAULT_RATE = 1000.0
 QUICK_PERSONS = 2_000
 QUICK_NAIVE_PAGES = 1
 SAMPLE_S = 0.05
+
+# The headers the plain-Playwright baseline reads by hand (the robot reads them from Person).
+PERSON_HEADERS = {c.name: c.label for c in record_spec(Person).columns if c.role != "community"}
 
 
 @dataclass
@@ -179,7 +182,7 @@ def bench_robot(name: str, path: str, *, render: bool, walks: dict[str, float]) 
     async def walk_persons(walk: Walk):
         started = time.perf_counter()
         async for page in walk.pages(path, last=PAGER, render=render):
-            for row in page.table(TABLE, columns=PERSON_COLUMNS):
+            for row in page.table(TABLE, Person):
                 yield row | {"community": walk.scope}
         walks[name] = time.perf_counter() - started
 
@@ -207,7 +210,7 @@ async def naive(
         while pages is None or number <= pages:
             await page.goto(f"{url}/persons?size={size}&page={number}")
             headers = [h.strip() for h in await page.locator(f"{TABLE} thead th").all_inner_texts()]
-            where = {field: headers.index(header) for header, field in PERSON_COLUMNS.items()}
+            where = {field: headers.index(header) for field, header in PERSON_HEADERS.items()}
             rows = page.locator(f"{TABLE} tbody tr")
             count = await rows.count()
             if count == 0 or await page.locator(f"{TABLE} tbody td.empty").count():
@@ -268,7 +271,7 @@ async def plain_http(url: str, cookies: list[dict], path: str, concurrency: int)
         ids: set[str] = set()
         records = 0
         for page in [first, *await asyncio.gather(*(read(n) for n in range(2, last + 1)))]:
-            for row in page.table(TABLE, columns=PERSON_COLUMNS):
+            for row in page.table(TABLE, Person):
                 ids.add(row["id_number"])
                 records += 1
         seconds = time.perf_counter() - started

@@ -43,7 +43,7 @@ from starlette.types import Receive, Scope, Send
 from connectors import Credentials, Pace, Polite, Politeness, Session, SolverChain, System, launch_browser
 from connectors.sandbox import population
 from robots import Walk
-from robots.sandbox_population import PAGER, PERSON_COLUMNS
+from robots.sandbox_population import PAGER, Person
 from sandbox import Sandbox, SandboxSystem, generate_world
 from settings import load_settings
 from vault import Secret
@@ -92,7 +92,7 @@ async def walk_all(
             records = 0
             started = time.perf_counter()
             async for page in walk.pages(f"/persons?size={size}&page={{n}}", last=PAGER):
-                records += len(page.table("table.persons", columns=PERSON_COLUMNS))
+                records += len(page.table("table.persons", Person))
             seconds = time.perf_counter() - started
         finally:
             await session.close()

@@ -30,14 +30,17 @@ from connectors._errors import (
     LoginUnrecognised,
     NeedsHuman,
     NeedsPerson,
+    SessionRenewed,
     SessionTaken,
     SystemUnavailable,
     failure_class,
 )
+from connectors._fetcher import Fetched, Fetcher
 from connectors._login import Credentials, LoginAttempt, LoginLedger, MemoryLedger
 from connectors._polite import Pace, Polite, backoff
-from connectors._session import Fetched, Session
+from connectors._session import Session
 from connectors._system import FormLogin, LoginOutcome, Politeness, System
+from connectors._systems import systems
 
 __all__ = [
     "CHROMIUM_ARGS",
@@ -49,6 +52,7 @@ __all__ = [
     "Credentials",
     "DiskFull",
     "Fetched",
+    "Fetcher",
     "FormLogin",
     "HarvestFailure",
     "LayoutChanged",
@@ -67,6 +71,7 @@ __all__ = [
     "Polite",
     "Politeness",
     "Session",
+    "SessionRenewed",
     "SessionTaken",
     "SolverChain",
     "System",
@@ -81,4 +86,5 @@ __all__ = [
     "start_playwright",
     "sweep_orphan_browsers",
     "sweep_temp_roots",
+    "systems",
 ]

@@ -12,6 +12,7 @@ this machine needs room, or the account is busy with another run.
     │   └── LayoutChanged             layout_changed     5     the pages no longer look as the robot expects
     │       └── LoginFormMissing      layout_changed     5     no login form where the declaration says
     ├── SystemUnavailable             system_unavailable 6     retried later; alert when retries run out
+    │   └── SessionRenewed            system_unavailable 6     a form posted for an ended session: re-walked
     ├── LocalFailure                                           alert once; the next scheduled run tries again
     │   └── DiskFull                  disk_full          7     no space left for the database, vault or logs
     └── AccountBusy                   account_busy       8     another run holds the account: retried
@@ -98,6 +99,14 @@ class SystemUnavailable(HarvestFailure):
     exit_code = 6
     retried = True
     waits = False
+
+
+class SessionRenewed(SystemUnavailable):
+    """A form post (an ASP.NET postback) whose session ended and was logged in again.
+
+    Its view state belonged to the ended session, so it is not sent again as it was: the walk
+    goes back to the list's first page and follows it to where it was.
+    """
 
 
 class LocalFailure(HarvestFailure):

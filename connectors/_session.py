@@ -20,11 +20,8 @@ their session in turn.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,9 +39,11 @@ from connectors._errors import (
     LoginUnconfirmed,
     LoginUnrecognised,
     NeedsHuman,
+    SessionRenewed,
     SessionTaken,
     SystemUnavailable,
 )
+from connectors._fetcher import Fetched
 from connectors._login import Credentials, LoginAttempt, LoginLedger, MemoryLedger, form_login
 from connectors._polite import Polite
 from connectors._system import FormLogin, System
@@ -56,20 +55,6 @@ RETAKEN_WITHIN_S = 900.0  # logged out again this soon after a re-login: someone
 CAPTCHA_MISSES = 12  # recognised captcha misses in one login before a person is asked
 TIMEOUT_MS = 30_000
 EVIDENCE_MS = 3_000  # a page whose answer was cut off never finishes loading: do not wait for it
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """A response read without rendering: where it ended, its status, headers and body."""
-
-    url: str
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    @cached_property  # read for the evidence note and again for parsing: decode once
-    def text(self) -> str:
-        return self.body.decode(_charset(self.headers) or _meta_charset(self.body), errors="replace")
 
 
 class Session:
@@ -219,18 +204,29 @@ class Session:
             self._relogged_at = asyncio.get_running_loop().time()
 
     async def fetch(
-        self, path: str, *, params: Mapping[str, str | int] | None = None, what: str = ""
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        form: Mapping[str, str] | None = None,
+        what: str = "",
     ) -> Fetched:
-        """GET ``path`` through the logged-in session without rendering (the fast path)."""
+        """GET ``path`` through the logged-in session without rendering (the fast path); with
+        ``form``, POST it as an HTML form would (an ASP.NET postback)."""
         url = self.system.url(path)
         what = what or urlsplit(url).path
+        query = dict(params or {})
 
         async def get() -> Fetched:
-            response = await self.context.request.get(url, params=dict(params or {}), timeout=TIMEOUT_MS)
+            request = self.context.request
+            if form is None:
+                response = await request.get(url, params=query, timeout=TIMEOUT_MS)
+            else:
+                response = await request.post(url, params=query, form=dict(form), timeout=TIMEOUT_MS)
             body = await response.body()
             return Fetched(response.url, response.status, response.headers, body)
 
-        return await self._until_logged_in(get, self._lost_reply, what)
+        return await self._until_logged_in(get, self._lost_reply, what, resend=form is None)
 
     async def render(self, path: str, *, what: str = "") -> Page:
         """Load ``path`` in the session's page, as a person's browser would; returns the page."""
@@ -259,14 +255,22 @@ class Session:
         await page.screenshot(path=path, full_page=True, mask=passwords, timeout=EVIDENCE_MS)
 
     async def _until_logged_in(
-        self, call: Callable[[], Awaitable[Any]], lost: Callable[[Any], bool], what: str
+        self,
+        call: Callable[[], Awaitable[Any]],
+        lost: Callable[[Any], bool],
+        what: str,
+        *,
+        resend: bool = True,
     ) -> Any:
+        """``call()``, logged in again (and sent again, if ``resend``) when it finds the session ended."""
         for _ in range(RELOGINS_PER_REQUEST + 1):
             generation = self.generation
             reply = await self.polite.fetch(call, what)
             if not lost(reply):
                 return reply
             await self.relogin(generation, expired=says_expired(await _said(reply, self._page)))
+            if not resend:
+                raise SessionRenewed(f"{self.system.name} 已重新登录，表单须从列表首页重新提交（{what}）")
         raise SystemUnavailable(f"{self.system.name} 每次登录后随即又结束了会话（{what}）：稍后会自动重试")
 
     def lost(self, url: str, status: int) -> bool:
@@ -376,32 +380,3 @@ EXTENSIONS = {
 def _blocked_urls(kinds: frozenset[str]) -> re.Pattern[str]:
     types = "|".join(EXTENSIONS[kind] for kind in sorted(kinds))
     return re.compile(rf"\.({types})(\?|#|$)", re.IGNORECASE)
-
-
-def _charset(headers: Mapping[str, str]) -> str | None:
-    content_type = headers.get("content-type", "")
-    for part in content_type.split(";"):
-        name, _, value = part.strip().partition("=")
-        if name.lower() == "charset" and value:
-            return _codec(value.strip('"'))
-    return None
-
-
-META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_-]+)""", re.IGNORECASE)
-
-
-def _meta_charset(body: bytes) -> str:
-    """The charset a page declares in its ``<meta>`` (old IIS servers send ``text/html`` bare)."""
-    match = META_CHARSET.search(body[:4096])
-    return _codec(match.group(1).decode("ascii")) if match else "utf-8"
-
-
-def _codec(name: str) -> str:
-    """GB2312 and GBK pages use characters only their superset GB18030 decodes; unknown names: UTF-8."""
-    name = name.lower()
-    if name in ("gb2312", "gbk", "gb_2312-80", "x-gbk", "cp936"):
-        return "gb18030"
-    try:
-        return codecs.lookup(name).name
-    except LookupError:
-        return "utf-8"

@@ -21,6 +21,7 @@ from typing import NamedTuple
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from connectors import LayoutChanged
+from robots._mapping import Columns, Source, header_sources, key_sources, missing, pick
 
 # What systems write in place of rows, compared with whitespace removed and case folded, as a prefix
 # of the row's only text ("暂无数据，请调整查询条件" is one too).
@@ -100,30 +101,33 @@ class Page:
         return LexborHTMLParser(self.html)
 
     def select(self, css: str) -> list[LexborNode]:
-        return self.tree.css(css)
+        return self.tree.css(lexbor_css(css))
+
+    def first(self, css: str) -> LexborNode | None:
+        return self.tree.css_first(lexbor_css(css))
 
     def text(self, css: str, default: str = "") -> str:
         """The stripped text of the first element matching ``css``."""
-        node = self.tree.css_first(css)
+        node = self.first(css)
         return node.text(strip=True) if node is not None else default
 
-    def table(
-        self, css: str, columns: Mapping[str, str], *, empty: Iterable[str] = ()
-    ) -> list[dict[str, str]]:
-        """The rows of the table ``css`` as dicts, its header texts mapped to field names by ``columns``.
+    def table(self, css: str, columns: Columns, *, empty: Iterable[str] = ()) -> list[dict[str, str]]:
+        """The rows of the table ``css`` as dicts of field values, read by header text.
 
-        Columns not named are ignored; a named header that is missing raises ``LayoutChanged``.
-        Headers match with whitespace, stars, colons and sort arrows ignored; under grouped
-        headers a column is named by its lowest header ("姓名"), or as "基本信息/姓名".
-        A body row that cannot be mapped counts in ``dropped``; one saying the table is empty
-        sets ``said_empty``. ``empty`` adds this system's own wordings of that to ``EMPTY_MARKERS``.
+        ``columns`` is the record class (each field read under its ``title`` or one of its
+        ``aliases``; the community field may be absent) or a ``{header: field}`` mapping. Other
+        columns are ignored; a field whose header is missing raises ``LayoutChanged``. Headers
+        match with whitespace, stars, colons and sort arrows ignored; under grouped headers a
+        column is named by its lowest header ("姓名"), or as "基本信息/姓名". A body row that cannot
+        be mapped counts in ``dropped``; one saying the table is empty sets ``said_empty``. ``empty``
+        adds this system's own wordings of that to ``EMPTY_MARKERS``.
         """
         table = self.tree.css_first(css)
         if table is None:
             raise LayoutChanged(f"{self.url} 上没有表格 {css!r}：页面布局可能已变化")
         head, body = _sections(table)
         headers = _headers(head)
-        where = _positions(headers, columns, f"{self.url} 上的表格 {css!r}")
+        where = _positions(headers, header_sources(columns), f"{self.url} 上的表格 {css!r}")
         repeated = {field: headers[i][-1] for field, i in where.items()}
         rows, dropped, said_empty = _body_rows(body, where, repeated, (*EMPTY_MARKERS, *map(_fold, empty)))
         if said_empty:
@@ -132,25 +136,27 @@ class Page:
         return rows
 
     def records(
-        self, item: str, columns: Mapping[str, str], *, label: str = "dt", value: str = "dd"
+        self, item: str, columns: Columns, *, label: str = "dt", value: str = "dd"
     ) -> list[dict[str, str]]:
-        """Records laid out as cards of label/value pairs (``<dt>姓名</dt><dd>张三</dd>``)."""
+        """Records laid out as cards of label/value pairs (``<dt>姓名</dt><dd>张三</dd>``), read by label."""
+        sources = header_sources(columns)
         rows = []
         for card in self.tree.css(item):
             pairs = dict(
                 zip(
-                    (n.text(strip=True) for n in card.css(label)),
+                    (_header_key(n.text(strip=True)) for n in card.css(label)),
                     (n.text(strip=True) for n in card.css(value)),
                     strict=False,
                 )
             )
-            missing = [header for header in columns if header not in pairs]
-            if missing:
+            keyed = tuple(Source(s.field, tuple(map(_header_key, s.names)), s.required) for s in sources)
+            lost = missing(keyed, pairs)
+            if lost:
                 raise LayoutChanged(
-                    f"{self.url} 上的卡片 {item!r} 缺少 {'、'.join(missing)}（卡片上只有 "
+                    f"{self.url} 上的卡片 {item!r} 缺少 {'、'.join(lost)}（卡片上只有 "
                     f"{'、'.join(pairs) or '空白'}）：页面布局可能已变化"
                 )
-            rows.append({field: pairs[header] for header, field in columns.items()})
+            rows.append({field: pairs[name] for field, name in pick(keyed, pairs).items()})
         self._read(rows, 0)
         return rows
 
@@ -310,6 +316,11 @@ def _headers(head: Grid) -> list[list[str]]:
     return columns
 
 
+def lexbor_css(css: str) -> str:
+    """``css`` with Playwright's ``:has-text("…")`` as lexbor says it, so one selector serves both readers."""
+    return css.replace(":has-text(", ":lexbor-contains(") if ":has-text(" in css else css
+
+
 def _fold(text: str) -> str:
     return _SPACE.sub("", text).casefold()
 
@@ -318,24 +329,26 @@ def _header_key(text: str) -> str:
     return _SPACE.sub("", text).strip(_HEADER_DECOR)
 
 
-def _positions(headers: list[list[str]], columns: Mapping[str, str], where: str) -> dict[str, int]:
+def _positions(headers: list[list[str]], sources: tuple[Source, ...], where: str) -> dict[str, int]:
     known: dict[str, int] = {}
     for i, texts in enumerate(headers):
         known.setdefault(_header_key(texts[-1]), i)  # the first of two equal headers: deterministic
         known.setdefault("/".join(map(_header_key, texts)), i)
-    missing = [header for header in columns if _header_key(header) not in known]
-    if missing:
+    keyed = tuple(Source(s.field, tuple(map(_header_key, s.names)), s.required) for s in sources)
+    lost = missing(keyed, known)
+    if lost:
         shown = "、".join(texts[-1] for texts in headers if texts[-1]) or "无"
-        raise LayoutChanged(f"{where} 没有 {'、'.join(missing)} 列（表头是 {shown}）：页面布局可能已变化")
-    return {field: known[_header_key(header)] for header, field in columns.items()}
+        raise LayoutChanged(f"{where} 没有 {'、'.join(lost)} 列（表头是 {shown}）：页面布局可能已变化")
+    return {field: known[name] for field, name in pick(keyed, known).items()}
 
 
-def rename(row: Mapping[str, object], fields: Mapping[str, str], where: str) -> dict[str, object]:
-    """A record from a JSON object or a spreadsheet row, its keys renamed by ``fields``."""
-    missing = [key for key in fields if key not in row]
-    if missing:
+def rename(row: Mapping[str, object], columns: Columns, where: str) -> dict[str, object]:
+    """A record from a JSON object or a spreadsheet row: its keys read into fields by ``columns``."""
+    sources = key_sources(columns)
+    lost = missing(sources, row)
+    if lost:
         raise LayoutChanged(
-            f"{where} 没有字段 {'、'.join(missing)}（它有 {'、'.join(map(str, row)) or '无'}）："
+            f"{where} 没有字段 {'、'.join(lost)}（它有 {'、'.join(map(str, row)) or '无'}）："
             "系统的数据布局可能已变化"
         )
-    return {field: row[key] for key, field in fields.items()}
+    return {field: row[key] for field, key in pick(sources, row).items()}

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 WalkFunction = Callable[["Walk"], AsyncIterator[Record | dict[str, Any]]]
 DEFAULT_SCHEDULE = "0 2 * * *"  # nightly; the scheduler keeps it inside the system's allowed hours
+FRAMEWORK_MODULES = frozenset({"robots.testing"})  # public, but the authors' test helpers, not a robot
 INVALID_TOLERANCE = 0.01  # share of rows that may fail validation before the layout counts as changed
 
 
@@ -109,7 +110,7 @@ def robot(
 
 
 def discover(package: str = "robots") -> dict[str, RobotSpec]:
-    """Import every robot module of ``package`` and return the registered robots by name.
+    """Import every robot module of ``package``, read its ``*.toml`` robots, and return the robots by name.
 
     One robot file that does not import (a typo, a missing import, a bad declaration) must not stop
     the others: its robots are left out and ``broken()`` says which file failed, where and why.
@@ -118,7 +119,7 @@ def discover(package: str = "robots") -> dict[str, RobotSpec]:
     for name in [name for name in _BROKEN if name.startswith(f"{package}.")]:
         del _BROKEN[name]  # what this discovery finds broken, not a file since mended or removed
     for info in pkgutil.iter_modules(module.__path__):
-        if info.name.startswith("_"):
+        if info.name.startswith("_") or f"{package}.{info.name}" in FRAMEWORK_MODULES:
             continue
         name = f"{package}.{info.name}"
         try:
@@ -129,6 +130,9 @@ def discover(package: str = "robots") -> dict[str, RobotSpec]:
             _BROKEN[name] = _why(exc, source.resolve())
             for robot_name in [n for n, spec in _ROBOTS.items() if spec.module == name]:
                 del _ROBOTS[robot_name]  # registered before the line that failed: half a file is not run
+    from robots._declared import declare_all  # it registers through robot() above
+
+    _BROKEN.update(declare_all(package, list(module.__path__)))  # after the .py: a clash names the .toml
     return dict(sorted(_ROBOTS.items()))
 
 

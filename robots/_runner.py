@@ -13,26 +13,28 @@ runs of one account (by hand, by the scheduler, on another machine) never log in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import errno
 import threading
 import time
 import traceback
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, TypeVar
 
 from loguru import logger
 from playwright.async_api import Browser, Playwright
-from pydantic import ValidationError
 
 from connectors import (
     AccountBusy,
     Credentials,
     DiskFull,
+    Fetcher,
     HarvestFailure,
     LayoutChanged,
     OcrSolver,
@@ -47,6 +49,7 @@ from connectors import (
     sweep_orphan_browsers,
 )
 from machine import human_time, local_time, private_dir, tighten, utc_now, write_private
+from robots._records import validated
 from robots._registry import RobotSpec
 from robots._walk import Walk
 from settings import Settings
@@ -54,15 +57,27 @@ from store import Lease, Record, Run, Store, StoreError, scrub_text
 from vault import AccountInfo, AccountParked, Vault, redact, register_secret
 
 STAGE_BATCH = 2_000  # records held before they go to the staging table
-EARLY_DRIFT_ROWS = 200  # rows read before the invalid-row tolerance can end a run early
 MASKED_COOKIE_LENGTH = 8  # shorter values (flags like "1" or "zh") would mask ordinary words
 ACCOUNT_LEASE_S = 120.0  # renewed every 40 s while a run holds it; a holder that hangs frees it after this
 LEASE_POLL_S = 0.5
 TEXT_EVIDENCE = (".html", ".json", ".txt")
 
 
+class Outcome:
+    """What a run's report and a check's trial share: how it ended, and the exit code that says so."""
+
+    status: str
+    kind: str | None
+
+    @property
+    def exit_code(self) -> int:
+        if self.status in ("ok", "skipped"):
+            return 0
+        return failure_class(self.kind).exit_code
+
+
 @dataclass(frozen=True)
-class RunReport:
+class RunReport(Outcome):
     """How one robot × account run ended, for the terminal, the scheduler and alerts."""
 
     robot: str
@@ -84,11 +99,43 @@ class RunReport:
     logins: int = 0
     artifacts: str | None = None
 
-    @property
-    def exit_code(self) -> int:
-        if self.status in ("ok", "skipped"):
-            return 0
-        return failure_class(self.kind).exit_code
+
+@dataclass(frozen=True)
+class Trial(Outcome):
+    """What ``harvest check`` read of a robot's first pages, validated and never staged."""
+
+    robot: str
+    system: str
+    account: str
+    dataset: str
+    scope: str
+    status: str  # as a run's: ok / failed / parked / skipped / busy
+    kind: str | None = None
+    message: str = ""
+    records: list[Record] = dataclasses.field(default_factory=list)
+    pages: int = 0  # the pages the records came from
+    expected: int | None = None  # the total the system stated (walk.expected)
+    first_page: int = 0  # rows on the first page: the page size the stated total is measured in
+    invalid: int = 0  # rows read that did not become records (failed validation, or cells missing)
+    whole: bool = False  # the walk read the list to its end and passed a run's end-of-walk checks
+    seconds: float = 0.0
+    artifacts: str | None = None
+
+
+_Report = TypeVar("_Report", RunReport, Trial)
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """How a run or a check ended without records: refused before logging in, or failed."""
+
+    status: str
+    kind: str | None
+    message: str
+    artifacts: str | None = None
+
+    def onto(self, report: _Report) -> _Report:
+        return dataclasses.replace(report, **dataclasses.asdict(self))
 
 
 class Progress(Protocol):
@@ -167,34 +214,69 @@ class Harvester:
         return dataclasses.replace(declared, base_url=url) if url else declared
 
     async def run(self, robot: RobotSpec, account: str) -> RunReport:
-        """One run of ``robot`` with ``account``, holding the account's lease.
+        """One run of ``robot`` with ``account``, holding the account's lease."""
+        system = self.system(robot.system)
+        async with self._holding(robot, system, account, command="run") as busy:
+            if busy is not None:
+                return busy.onto(RunReport(robot.name, system.name, account, robot.dataset, busy.status))
+            return await self._run(robot, system, account)
+
+    async def trial(
+        self,
+        robot: RobotSpec,
+        account: str,
+        *,
+        pages: int | None = None,
+        wrap: Callable[[Fetcher], Fetcher] | None = None,
+    ) -> Trial:
+        """``harvest check``: log in as a run would, read the first ``pages`` pages (None: the whole list)
+        through ``wrap(session)`` if given, and validate them; nothing is staged or published.
+
+        The lease, a parked account, the allowed hours, the login's lockout rules and the failure
+        kinds (parking included) are a run's: a check answers what the run would.
+        """
+        system = self.system(robot.system)
+        async with self._holding(robot, system, account, command="check") as busy:
+            if busy is not None:
+                return busy.onto(Trial(robot.name, system.name, account, robot.dataset, "", busy.status))
+            return await self._trial(robot, system, account, pages, wrap)
+
+    @contextlib.asynccontextmanager
+    async def _holding(
+        self, robot: RobotSpec, system: System, account: str, *, command: str
+    ) -> AsyncIterator[_Ending | None]:
+        """Hold the account's lease for the block (None), or say why another holds it (``busy``).
 
         Runs of one account in this process queue for each other; a run elsewhere holding the
         account is waited for ``HARVEST_ACCOUNT_WAIT_S``, then this one refuses (``account_busy``).
         """
-        system = self.system(robot.system)
-        key = (system.name, account)
-        async with self._account_locks.setdefault(key, asyncio.Lock()):
+        async with self._account_locks.setdefault((system.name, account), asyncio.Lock()):
             lease = Lease(
                 self.store.engine, f"account:{system.name}/{account}", what=self.holder, ttl=ACCOUNT_LEASE_S
             )
             if not await _wait_for(lease, self.settings.account_wait_s):
-                return self._busy(robot, system, account, lease)
+                yield self._busy(robot, system, account, lease, command)
+                return
             try:
-                return await self._run(robot, system, account)
+                yield None
             finally:
                 lease.release()
+
+    def _refusal(self, system: System, info: AccountInfo) -> _Ending | None:
+        """Why this account may not log in now (parked, or outside the system's hours); None if it may."""
+        if info.status == "parked":
+            return self._parked(info)
+        if not system.politeness.allows(local_time(utc_now(), self.settings.timezone)):
+            hours = "–".join(f"{hour} 点" for hour in system.politeness.hours or ())
+            return _Ending("skipped", None, f"{system.name} 只允许在每天 {hours}之间采集，本次跳过")
+        return None
 
     async def _run(self, robot: RobotSpec, system: System, account: str) -> RunReport:
         info = self.vault.get(system.name, account)
         base = RunReport(robot.name, system.name, account, robot.dataset, status="running")
-        if info.status == "parked":
-            return self._parked(robot, info, base)
-        if not system.politeness.allows(local_time(utc_now(), self.settings.timezone)):
-            hours = "–".join(f"{hour} 点" for hour in system.politeness.hours or ())
-            return dataclasses.replace(
-                base, status="skipped", message=f"{system.name} 只允许在每天 {hours}之间采集，本次跳过"
-            )
+        refusal = self._refusal(system, info)
+        if refusal is not None:
+            return refusal.onto(base)
         run_id = self.store.begin_run(
             robot=robot.name,
             dataset=robot.dataset,
@@ -226,35 +308,12 @@ class Harvester:
                     self.store.publish, run_id, complete=True, pages=walk.pages_read
                 )
                 report = _from_run(base, run, records=records)
-            except AccountParked:  # another process parked it since we looked
-                parked = self._parked(robot, self.vault.get(system.name, account), base)
-                report = self._failed(
-                    base, run_id, parked.kind or "bad_credentials", parked.message, parks=True
-                )
             except asyncio.CancelledError:
                 self.store.fail(run_id, "cancelled", "运行已被中止，没有发布任何数据", status="cancelled")
                 raise
             except Exception as exc:
-                failure = _as_failure(exc)
-                if failure is None:  # a bug in the robot: keep the evidence, keep the snapshot
-                    logger.opt(exception=exc).error("机器人 {} 出错：{}", robot.name, type(exc).__name__)
-                    artifacts = await self._evidence(run_id, walk, session, error=exc)
-                    message = redact(
-                        f"机器人出错（{type(exc).__name__}: {exc}）：请查看运行目录中的 traceback.txt，"
-                        "修正机器人后再运行"
-                    )
-                    report = self._failed(base, run_id, "error", message, artifacts)
-                else:
-                    if failure.parks:
-                        self.vault.park(system.name, account, kind=failure.kind, message=str(failure))
-                    artifacts = (
-                        await self._evidence(run_id, walk, session, files=failure.evidence)
-                        if isinstance(failure, LayoutChanged) or failure.evidence
-                        else None
-                    )
-                    report = self._failed(
-                        base, run_id, failure.kind, str(failure), artifacts, parks=failure.parks
-                    )
+                ending = await self._ending(exc, robot, system, account, run_id, walk, session)
+                report = self._failed(base, run_id, ending)
             finally:
                 if session is not None:
                     await self._keep_session(system, account, session)
@@ -273,6 +332,81 @@ class Harvester:
             )
         self.progress.finished(key, report)
         return report
+
+    async def _trial(
+        self,
+        robot: RobotSpec,
+        system: System,
+        account: str,
+        pages: int | None,
+        wrap: Callable[[Fetcher], Fetcher] | None,
+    ) -> Trial:
+        info = self.vault.get(system.name, account)
+        base = Trial(robot.name, system.name, account, robot.dataset, info.scope, status="running")
+        refusal = self._refusal(system, info)
+        if refusal is not None:
+            return refusal.onto(base)
+        trial_id = uuid.uuid4().hex  # names its log lines and evidence folder; no run row is made
+        started = time.monotonic()
+        walk: Walk | None = None
+        session: Session | None = None
+        with logger.contextualize(run=trial_id[:8]):
+            logger.info("检查 {} 开始：{}，账号 {}/{}", trial_id[:8], robot.name, system.name, account)
+            try:
+                session = await self._session(robot, system, info, trial_id)
+                walk = Walk(
+                    wrap(session) if wrap is not None else session,
+                    run_id=trial_id,
+                    account=account,
+                    scope=info.scope,
+                    settings=self.settings,
+                    max_pages=robot.max_pages,
+                )
+                trial = await _first_pages(robot, walk, pages, base)
+            except Exception as exc:
+                trial = (await self._ending(exc, robot, system, account, trial_id, walk, session)).onto(base)
+            finally:
+                if session is not None:
+                    await self._keep_session(system, account, session)
+            logger.info("检查 {} 结束：{} {}", trial_id[:8], trial.status, trial.kind or "")
+        return dataclasses.replace(
+            trial,
+            seconds=round(time.monotonic() - started, 2),
+            pages=trial.pages or (walk.pages_read if walk else 0),
+            expected=walk.expected if walk else None,
+        )
+
+    async def _ending(
+        self,
+        exc: Exception,
+        robot: RobotSpec,
+        system: System,
+        account: str,
+        run_id: str,
+        walk: Walk | None,
+        session: Session | None,
+    ) -> _Ending:
+        """``exc`` as the run's (or check's) outcome: its kind, the account parked where the system
+        rejected the password, the evidence saved where the layout drifted or the robot failed."""
+        if isinstance(exc, AccountParked):  # another process parked it since we looked
+            return self._parked(self.vault.get(system.name, account))
+        failure = _as_failure(exc)
+        if failure is None:  # a bug in the robot: keep the evidence, keep the snapshot
+            logger.opt(exception=exc).error("机器人 {} 出错：{}", robot.name, type(exc).__name__)
+            artifacts = await self._evidence(run_id, walk, session, error=exc)
+            message = (
+                f"机器人出错（{type(exc).__name__}: {exc}）：请查看运行目录中的 traceback.txt，"
+                "修正机器人后再运行"
+            )
+            return _Ending("failed", "error", redact(message), artifacts)
+        if failure.parks:
+            self.vault.park(system.name, account, kind=failure.kind, message=str(failure))
+        artifacts = (
+            await self._evidence(run_id, walk, session, files=failure.evidence)
+            if isinstance(failure, LayoutChanged) or failure.evidence
+            else None
+        )
+        return _Ending("parked" if failure.parks else "failed", failure.kind, redact(str(failure)), artifacts)
 
     async def _session(self, robot: RobotSpec, system: System, info: AccountInfo, run_id: str) -> Session:
         key = (system.name, info.account)
@@ -310,37 +444,23 @@ class Harvester:
         return session
 
     async def _harvest(self, robot: RobotSpec, walk: Walk, run_id: str, key: str) -> int:
-        """Validate and stage what the walk yields; too many invalid rows is drift."""
+        """Stage the records of the walk as they arrive, in batches."""
         batch: list[Record] = []
-        read = invalid = 0
-        first_error = ""
-        async for item in robot.walk(walk):
-            read += 1
-            try:
-                record = item if isinstance(item, robot.record) else robot.record.model_validate(item)
-            except ValidationError as exc:
-                invalid += 1
-                first_error = first_error or _first_error(exc)
-                if read >= EARLY_DRIFT_ROWS and invalid > robot.invalid_tolerance * read:
-                    break
-                continue
+        staged = 0
+        async for record in validated(robot, walk):
             batch.append(record)
             if len(batch) >= STAGE_BATCH:
-                await asyncio.to_thread(self.store.stage, run_id, batch)
-                self.progress.advanced(key, records=len(batch))
+                await self._stage(run_id, batch, key)
+                staged += len(batch)
                 batch = []
-        if invalid > robot.invalid_tolerance * read:
-            raise LayoutChanged(
-                f"读到的 {read} 行中有 {invalid} 行不符合 {robot.record.__name__}（第一处：{first_error}）："
-                "页面布局或数据格式可能已变化"
-            )
-        if invalid:
-            logger.warning("有 {} 行（共 {} 行）未通过校验，已略去（第一处：{}）", invalid, read, first_error)
-        _check_whole(robot, walk, read)
         if batch:
-            await asyncio.to_thread(self.store.stage, run_id, batch)
-            self.progress.advanced(key, records=len(batch))
-        return read - invalid
+            await self._stage(run_id, batch, key)
+            staged += len(batch)
+        return staged
+
+    async def _stage(self, run_id: str, batch: list[Record], key: str) -> None:
+        await asyncio.to_thread(self.store.stage, run_id, batch)
+        self.progress.advanced(key, records=len(batch))
 
     async def _keep_session(self, system: System, account: str, session: Session) -> None:
         try:
@@ -400,75 +520,30 @@ class Harvester:
     def _artifacts(self, run_id: str) -> Path:
         return self.settings.data_dir / "runs" / run_id
 
-    def _failed(
-        self,
-        base: RunReport,
-        run_id: str,
-        kind: str,
-        message: str,
-        artifacts: str | None = None,
-        *,
-        parks: bool = False,
-    ) -> RunReport:
-        message = redact(message)
+    def _failed(self, base: RunReport, run_id: str, ending: _Ending) -> RunReport:
         try:
-            self.store.fail(run_id, kind, message, artifacts=artifacts)
+            self.store.fail(run_id, ending.kind or "error", ending.message, artifacts=ending.artifacts)
         except StoreError as exc:  # the next start closes the run (`killed`): say so, keep the real outcome
             logger.error("运行 {} 的结果未能写入数据库（{}）", run_id[:8], exc)
-        status = "parked" if parks else "failed"
-        return dataclasses.replace(
-            base, status=status, kind=kind, message=message, run_id=run_id, artifacts=artifacts
-        )
+        return dataclasses.replace(ending.onto(base), run_id=run_id)
 
-    def _busy(self, robot: RobotSpec, system: System, account: str, lease: Lease) -> RunReport:
+    def _busy(self, robot: RobotSpec, system: System, account: str, lease: Lease, command: str) -> _Ending:
         holder = lease.holder()
         zone = self.settings.timezone
         who = "另一次运行" if holder is None else f"{holder}，{human_time(_epoch(holder.since), zone)} 起"
         message = (
             f"账号 {system.name}/{account} 正被{who}占用，等待 {self.settings.account_wait_s:g} 秒仍未释放，"
-            f"本次未运行：待其结束后再运行 `harvest run {robot.name} --account {account}`"
+            f"本次未运行：待其结束后再运行 `harvest {command} {robot.name} --account {account}`"
         )
-        return RunReport(robot.name, system.name, account, robot.dataset, "busy", AccountBusy.kind, message)
+        return _Ending("busy", AccountBusy.kind, message)
 
-    def _parked(self, robot: RobotSpec, info: AccountInfo, base: RunReport) -> RunReport:
+    def _parked(self, info: AccountInfo) -> _Ending:
         since = f"自 {human_time(info.parked_at, self.settings.timezone)} 起" if info.parked_at else ""
         message = (
             f"账号 {info.system}/{info.account} {since}已停用（{info.parked_kind}），本次没有尝试登录："
             f"用 `harvest vault set {info.system} {info.account} --password` 更新后即可恢复"
         )
-        return dataclasses.replace(
-            base, status="parked", kind=info.parked_kind or "bad_credentials", message=message
-        )
-
-
-def _check_whole(robot: RobotSpec, walk: Walk, read: int) -> None:
-    """A run never ends ``ok`` with rows it could not read, with nothing read, or short of the stated total.
-
-    Zero records pass only where the system positively said so (a stated total of 0, or an
-    empty-table row such as 暂无数据 and no rows anywhere): a first run that reads nothing is otherwise
-    the sign of a table it does not understand, and the shrink guard cannot catch a first run.
-    """
-    tally, expected = walk.tally, walk.expected
-    rows = read + tally.dropped
-    if tally.dropped > robot.invalid_tolerance * rows:
-        raise LayoutChanged(
-            f"表格的 {rows} 行中有 {tally.dropped} 行无法读入 {robot.record.__name__}（单元格少于所列的列）："
-            "表格布局可能已变化；请查看 last-page.html"
-        )
-    if tally.dropped:
-        logger.warning("有 {} 行表格行（共 {} 行）无法读取，已略去", tally.dropped, rows)
-    # An empty-table row counts only where no page had rows: the page after the last says 暂无数据 too.
-    said_empty = expected == 0 or (expected is None and tally.said_empty and tally.rows == 0)
-    if read == 0 and not said_empty:
-        raise LayoutChanged(
-            f"读了 {walk.pages_read} 页却没有找到任何记录，系统也没有说列表为空：机器人的选择器或列名"
-            "可能与页面不符；请查看 last-page.html"
-        )
-    if expected is not None and read < expected:
-        raise LayoutChanged(
-            f"系统显示列表共有 {expected} 条记录，却只读到 {read} 条：有页面被漏读（机器人可能没读对翻页），"
-            "没有发布任何数据；请查看 last-page.html"
-        )
+        return _Ending("parked", info.parked_kind or "bad_credentials", message)
 
 
 async def _wait_for(lease: Lease, seconds: float) -> bool:
@@ -505,6 +580,46 @@ def _as_failure(exc: Exception) -> HarvestFailure | None:
     return None
 
 
+async def _first_pages(robot: RobotSpec, walk: Walk, pages: int | None, base: Trial) -> Trial:
+    """The records of the first ``pages`` pages of ``robot``'s walk (None: of the whole list).
+
+    A record is kept while the walk has handed over no more than ``pages`` pages; the first one
+    read after that ends the trial, unkept, without the end-of-walk checks (the list is not done).
+    The pages reported are those the kept records came from as the walk counts them when each
+    arrives (a JSON API's pages fetched ahead are counted before their records arrive).
+    """
+    rows = first_page = 0
+
+    async def counted(walk: Walk) -> AsyncIterator[Record | dict[str, Any]]:
+        nonlocal rows, first_page
+        async with contextlib.aclosing(robot.walk(walk)) as items:  # type: ignore[type-var]
+            async for item in items:
+                rows += 1
+                if walk.pages_read <= 1:
+                    first_page += 1
+                yield item
+
+    kept: list[Record] = []
+    received, last_page, whole = 0, 0, True
+    async with contextlib.aclosing(validated(dataclasses.replace(robot, walk=counted), walk)) as records:
+        async for record in records:
+            received += 1
+            if pages is not None and walk.pages_read > pages:
+                whole = False
+                break
+            kept.append(record)
+            last_page = walk.pages_read
+    return dataclasses.replace(
+        base,
+        status="ok",
+        records=kept,
+        pages=walk.pages_read if whole else last_page,
+        first_page=first_page,
+        invalid=rows - received + walk.tally.dropped,
+        whole=whole,
+    )
+
+
 def _epoch(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
@@ -531,12 +646,6 @@ def _mask_cookies(values: list[str]) -> None:
 
 def _masked_text(text: str) -> str:
     return scrub_text(redact(text))
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"])
-    return f"{where}: {error['msg']}"
 
 
 def run_blocking(call: Callable[[], Any]) -> Any:

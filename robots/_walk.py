@@ -30,7 +30,16 @@ import pandas as pd
 from loguru import logger
 from playwright.async_api import Page as BrowserPage
 
-from connectors import Fetched, LayoutChanged, NeedsHuman, Session, SystemUnavailable
+from connectors import (
+    Fetched,
+    Fetcher,
+    LayoutChanged,
+    NeedsHuman,
+    Session,
+    SessionRenewed,
+    SystemUnavailable,
+)
+from robots._mapping import Columns
 from robots._page import Page, Tally, rename
 from robots._paging import (
     Listing,
@@ -45,15 +54,25 @@ from robots._paging import (
     where,
     zero_based,
 )
+from robots._postback import postback, postback_request
+from robots._stream import streamed
 from settings import Settings
 
 
+class NeedsBrowser(RuntimeError):
+    """A walk step that renders pages, asked of a fetcher without a browser (a replay)."""
+
+
 class Walk:
-    """One run's view of the system: the session, the run id, the account's scope and a logger."""
+    """One run's view of the system: what it reads through, the run id, the account's scope and a logger.
+
+    ``fetcher`` is the logged-in ``Session`` in a run; a replay or a test's fake serves every
+    method that reads without rendering.
+    """
 
     def __init__(
         self,
-        session: Session,
+        fetcher: Fetcher,
         *,
         run_id: str,
         account: str,
@@ -62,7 +81,7 @@ class Walk:
         on_page: Callable[[], None] = lambda: None,
         max_pages: int | None = None,
     ) -> None:
-        self.session = session
+        self.fetcher = fetcher
         self.run_id = run_id
         self.account = account
         self.scope = scope
@@ -77,7 +96,17 @@ class Walk:
         self._on_page = on_page
 
     def __repr__(self) -> str:
-        return f"Walk({self.session.system.name}/{self.account}, run={self.run_id[:8]})"
+        return f"Walk({self.fetcher.system.name}/{self.account}, run={self.run_id[:8]})"
+
+    @property
+    def session(self) -> Session:
+        """The logged-in browser session, which rendered pages and clicks need."""
+        if not isinstance(self.fetcher, Session):
+            raise NeedsBrowser(
+                f"这一步要在浏览器里渲染页面，而本次读取方式（{type(self.fetcher).__name__}）不带浏览器："
+                "回放只支持不渲染的读取（pages/follow 不带 render=True、api_pages、json、excel）"
+            )
+        return self.fetcher
 
     @property
     def expected(self) -> int | None:
@@ -94,6 +123,7 @@ class Walk:
         """The Playwright page of this walk, for what the helpers below do not cover."""
         return await self.session.page()
 
+    @streamed
     async def pages(
         self,
         path: str,
@@ -113,7 +143,7 @@ class Walk:
         unless ``start`` says. ``render=True`` loads each page in Chromium (and waits for
         ``ready``), one at a time, instead of reading its HTML directly.
         """
-        numbering = Numbering(self.session.system.url(path))
+        numbering = Numbering(self.fetcher.system.url(path))
         listing = self._listing(path)
         fetched: dict[int, Page] = {}  # page 1 of a list found to number from 0, read before page 0
 
@@ -133,7 +163,7 @@ class Walk:
             )
         yield listing.take(first)
         listing.repeats(first.fingerprints, first.number)
-        window = 0 if render else self.session.polite.politeness.concurrency
+        window = 0 if render else self.fetcher.polite.politeness.concurrency
         if last is None:
             if not first.rows:
                 listing.ended(f"page {first.number} has no rows")
@@ -148,6 +178,7 @@ class Walk:
             async for page in pages:
                 yield page
 
+    @streamed
     async def follow(
         self,
         path: str,
@@ -159,7 +190,9 @@ class Walk:
     ) -> AsyncIterator[Page]:
         """Pages linked by a "下一页" link that ``next`` selects.
 
-        Without rendering, the walk fetches where the link goes. With ``render=True`` it clicks the
+        Without rendering, the walk fetches where the link goes; a ``javascript:__doPostBack(...)``
+        link (ASP.NET WebForms) is followed by posting the page's form, as the click would. ``next``
+        may say ``:has-text('下一页')`` either way. With ``render=True`` it clicks the
         link in Chromium, as ``javascript:__doPostBack(...)`` pagers need, waits for the list to
         change (and for ``ready``), and reads it; ``frame`` selects the ``<iframe>`` the list lives
         in. The walk ends where the link is absent or disabled, a click changes nothing, a page
@@ -179,14 +212,18 @@ class Walk:
                 yield page
 
     async def _linked(self, listing: Listing, path: str, *, next: str) -> AsyncIterator[Page]:
+        """Pages of a "下一页" link, fetched where it goes; a ``__doPostBack`` link by posting its form."""
         read: set[tuple[str, str, frozenset[tuple[str, str]]]] = set()
-        url = self.session.system.url(path)
+        url, form = self.fetcher.system.url(path), None
         while True:
-            if address(url) in read:
+            if form is None and address(url) in read:
                 listing.ended(f"the next link of page {listing.pages} goes back to {where(url)}, read before")
                 return
-            page = await self._read(url, listing.pages + 1, render=False, ready=None)
-            if address(page.url) in read:
+            try:
+                page = await self._read(url, listing.pages + 1, render=False, ready=None, form=form)
+            except SessionRenewed:  # the form held the ended session's view state
+                page = await self._posted_again(path, next=next, number=listing.pages + 1)
+            if form is None and address(page.url) in read:
                 listing.ended(f"page {page.number} redirected to {where(page.url)}, read before")
                 return
             read |= {address(url), address(page.url)}
@@ -194,20 +231,38 @@ class Walk:
             if listing.repeats(page.fingerprints, page.number):
                 listing.ended(f"page {page.number} repeats earlier rows")
                 return
-            link = page.tree.css_first(next)
+            link = page.first(next)
             href = (link.attributes.get("href") or "").strip() if link is not None else ""
-            if not href:
+            if link is None or not href or "disabled" in link.attributes:
                 listing.ended(f"page {page.number} has no next link")
                 return
-            if href.lower().startswith("javascript:"):
+            if listing.pages >= listing.cap:
+                raise listing.too_long()
+            event = postback(href)
+            if event is not None:
+                url, form = postback_request(page, link, *event)
+            elif href.lower().startswith("javascript:"):
                 raise LayoutChanged(
                     f"{path}：第 {page.number} 页的下一页链接是脚本（{href[:60]}）："
                     "请改用 follow(..., render=True) 读取"
                 )
-            if listing.pages >= listing.cap:
-                raise listing.too_long()
-            url = urljoin(page.url, href)
+            else:
+                url, form = urljoin(page.url, href), None
 
+    async def _posted_again(self, path: str, *, next: str, number: int) -> Page:
+        """Page ``number`` of a postback list, reached again from its first page in the new session."""
+        self.log.info("{}：重新登录后从第 1 页起重新翻到第 {} 页", path, number)
+        page = await self._read(self.fetcher.system.url(path), 1, render=False, ready=None)
+        for n in range(2, number + 1):
+            link = page.first(next)
+            event = postback((link.attributes.get("href") or "").strip()) if link is not None else None
+            if link is None or event is None:
+                raise LayoutChanged(f"{path}：重新登录后翻到第 {n - 1} 页就没有下一页了：列表可能已变化")
+            url, form = postback_request(page, link, *event)
+            page = await self._read(url, n, render=False, ready=None, form=form)
+        return page
+
+    @streamed
     async def load_more(
         self, path: str, *, item: str, button: str | None = None, ready: str | None = None
     ) -> AsyncIterator[Page]:
@@ -219,8 +274,8 @@ class Walk:
         """
         yielded: set[int] = set()
         cursor = stalls = 0  # items of the current page load already looked at
-        retries = self.session.polite.politeness.retries
-        login = self.session.system.login_path
+        retries = self.fetcher.polite.politeness.retries
+        login = self.fetcher.system.login_path
         browser_page = await self._open(path, ready=ready, items=item, at_least=0, button=button)
         while True:
             shown = await browser_page.eval_on_selector_all(
@@ -239,7 +294,7 @@ class Walk:
             if not lost:
                 if button is not None and not await browser_page.locator(button).is_visible():
                     return
-                async with self.session.polite.slot():
+                async with self.fetcher.polite.slot():
                     if button is not None:
                         await browser_page.click(button)
                     else:
@@ -261,7 +316,7 @@ class Walk:
 
     async def json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """The JSON the system's API answers at ``path``, through the logged-in session."""
-        reply = await self.session.fetch(path, params=params)
+        reply = await self.fetcher.fetch(path, params=params)
         self._check(reply, path)
         self._note(reply.url, reply.text)
         try:
@@ -279,11 +334,12 @@ class Walk:
         size: int = 100,
         rows: str = "rows",
         total: str = "total",
-        fields: Mapping[str, str] | None = None,
+        fields: Columns | None = None,
     ) -> AsyncIterator[list[dict[str, Any]]]:
         """Every page of a paged JSON list API (``{total, rows}``, as RuoYi-style back ends answer).
 
-        ``fields`` renames the API's keys to the record's fields; a key that is missing is drift.
+        ``fields`` (the record class, or a ``{key: field}`` mapping) reads the API's keys into the
+        record's fields, each by its name, camelCase, title or an alias; a key that is missing is drift.
         The walk ends at the page ``total`` makes the last, or at an empty page before it; a page
         repeating earlier items means the API does not read ``page_param``: drift.
         """
@@ -309,7 +365,7 @@ class Walk:
         if pages > listing.cap:
             raise listing.too_long(f"按总数 {count} 条算共 {pages} 页")
         yield records(items)
-        window = 2 * self.session.polite.politeness.concurrency
+        window = 2 * self.fetcher.polite.politeness.concurrency
         async with contextlib.aclosing(fetch_ahead(range(2, pages + 1), read, window=window)) as ahead:
             number = 1
             async for count, items in ahead:
@@ -328,7 +384,7 @@ class Walk:
 
     async def capture_json(self, path: str, match: str) -> Any:
         """Load ``path`` rendered and return the JSON of the first response whose URL contains ``match``."""
-        retries = self.session.polite.politeness.retries
+        retries = self.fetcher.polite.politeness.retries
         for _ in range(retries + 1):
             generation = self.session.generation
             browser_page = await self.session.page()
@@ -347,16 +403,15 @@ class Walk:
 
     async def download(self, path: str) -> bytes:
         """The bytes of a report the system exports at ``path`` (through the logged-in session)."""
-        reply = await self.session.fetch(path)
+        reply = await self.fetcher.fetch(path)
         self._check(reply, path)
         self.pages_read += 1
         self._on_page()
         return reply.body
 
-    async def excel(
-        self, path: str, *, columns: Mapping[str, str], sheet: int | str = 0
-    ) -> list[dict[str, Any]]:
-        """The rows of an exported ``.xlsx``, its header texts mapped to fields by ``columns``."""
+    async def excel(self, path: str, columns: Columns, *, sheet: int | str = 0) -> list[dict[str, Any]]:
+        """The rows of an exported ``.xlsx``, its headers read into fields by ``columns`` (the record class,
+        or a ``{header: field}`` mapping)."""
         data = await self.download(path)
         try:
             frame = pd.read_excel(io.BytesIO(data), sheet_name=sheet, dtype=str)
@@ -369,15 +424,23 @@ class Walk:
             self.tally.said_empty = True
         return [rename(row, columns, path) for row in records]
 
-    async def _read(self, path: str, number: int | None, *, render: bool, ready: str | None) -> Page:
+    async def _read(
+        self,
+        path: str,
+        number: int | None,
+        *,
+        render: bool,
+        ready: str | None,
+        form: Mapping[str, str] | None = None,
+    ) -> Page:
         """One list page, not yet taken: a page fetched ahead may be discarded unseen."""
         if render:
             browser_page = await self.session.render(path)
-            if ready is not None and same_page(self.session.system.url(path), browser_page.url):
+            if ready is not None and same_page(self.fetcher.system.url(path), browser_page.url):
                 await browser_page.wait_for_selector(ready)  # a page sent elsewhere may never show it
             html, url = await browser_page.content(), browser_page.url
         else:
-            reply = await self.session.fetch(path)
+            reply = await self.fetcher.fetch(path, form=form)
             self._check(reply, path)
             html, url = reply.text, reply.url
         return Page(html, url, number, self.tally)
@@ -400,11 +463,11 @@ class Walk:
         browser_page = await self.session.render(path)
         if ready is not None:
             await browser_page.wait_for_selector(ready)
-        login = self.session.system.login_path
+        login = self.fetcher.system.login_path
         while at_least and (shown := await browser_page.locator(items).count()) <= at_least:
             if button is not None and not await browser_page.locator(button).is_visible():
                 break  # the list is shorter now than when we saw it: the caller yields what there is
-            async with self.session.polite.slot():
+            async with self.fetcher.polite.slot():
                 if button is not None:
                     await browser_page.click(button)
                 else:
@@ -426,5 +489,5 @@ class Walk:
         self.last_url, self.last_body = url, body
 
 
-def _check_headers(headers: list[str], columns: Mapping[str, str], where: str) -> None:
-    rename(dict.fromkeys(headers), {h: h for h in columns}, where)
+def _check_headers(headers: list[str], columns: Columns, where: str) -> None:
+    rename(dict.fromkeys(headers), columns, where)

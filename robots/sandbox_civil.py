@@ -12,7 +12,7 @@ from robots import Field, Record, Walk, robot
 class ElderlyCare(Record):
     archive_no: str = Field(key=True, title="档案编号")
     name: str = Field(role="name", title="姓名")
-    id_number: str = Field(role="id_number", title="身份证号")
+    id_number: str = Field(role="id_number", title="身份证号", aliases=("idCard",))
     service_type: str = Field(title="服务类型")
     subsidy: int = Field(title="补贴标准(元/月)")
     start_date: dt.date = Field(title="开始日期")
@@ -21,21 +21,9 @@ class ElderlyCare(Record):
     community: str = Field(role="community", title="社区")
 
 
-FIELDS = {
-    "archiveNo": "archive_no",
-    "name": "name",
-    "idCard": "id_number",
-    "serviceType": "service_type",
-    "subsidy": "subsidy",
-    "startDate": "start_date",
-    "status": "status",
-    "phone": "phone",
-}
-
-
 @robot(system=civil, record=ElderlyCare, dataset="elderly", title="养老服务")
 async def elderly(walk: Walk):
     """Elderly-care records (养老服务对象) of the account's community, from /api/elderly/list."""
-    async for rows in walk.api_pages("/api/elderly/list", size=100, fields=FIELDS):
+    async for rows in walk.api_pages("/api/elderly/list", size=100, fields=ElderlyCare):
         for row in rows:
-            yield row | {"community": walk.scope}
+            yield row

@@ -1,6 +1,7 @@
 """Demo robot of the sandbox's 残疾人服务管理系统: an ASP.NET WebForms list inside an iframe,
-paged only by posting the form back (``javascript:__doPostBack`` links), so it is read
-rendered: the walk clicks 下一页 inside the frame, page after page."""
+paged only by posting the form back (``javascript:__doPostBack`` links). The robot reads the
+frame's own page, /List.aspx, and the walk follows 下一页 by posting the form as the click
+would, without rendering."""
 
 from __future__ import annotations
 
@@ -23,24 +24,7 @@ class Disabled(Record):
     community: str = Field(role="community", title="社区")
 
 
-COLUMNS = {
-    "残疾人证号": "card_no",
-    "姓名": "name",
-    "身份证号": "id_number",
-    "性别": "gender",
-    "残疾类别": "category",
-    "残疾等级": "grade",
-    "发证日期": "issued",
-    "监护人电话": "guardian_phone",
-    "现住址": "address",
-}
-
-
 @robot(system=disability, record=Disabled, dataset="disability", title="残疾人信息")
-async def disabled(walk: Walk):
+def disabled(walk: Walk):
     """Card holders (持证残疾人) of the account's community, ten to a page."""
-    async for page in walk.follow(
-        "/Default.aspx", next="a:has-text('下一页')", render=True, frame="#mainFrame"
-    ):
-        for row in page.table("#gvList", columns=COLUMNS):
-            yield row | {"community": walk.scope}
+    return walk.follow("/List.aspx", next="a:has-text('下一页')").table("#gvList", Disabled)

@@ -21,20 +21,8 @@ class MarketEntity(Record):
     community: str = Field(role="community", title="社区")
 
 
-COLUMNS = {
-    "统一社会信用代码": "uscc",
-    "主体名称": "name",
-    "主体类型": "kind",
-    "经营者": "operator",
-    "经营者身份证号": "operator_id_number",
-    "经营场所": "address",
-    "成立日期": "founded",
-    "登记状态": "status",
-}
-
-
 @robot(system=market, record=MarketEntity, dataset="entities", title="市场主体")
 async def entities(walk: Walk):
     """Market subjects (市场主体名录) registered in the account's community, from the .xlsx export."""
-    for row in await walk.excel("/entities/export.xlsx", columns=COLUMNS):
-        yield row | {"community": walk.scope}
+    for row in await walk.excel("/entities/export.xlsx", MarketEntity):
+        yield row

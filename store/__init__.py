@@ -22,6 +22,7 @@ from store._idnumber import (
     normalize_id_number,
 )
 from store._lease import Holder, Lease, LeaseRow
+from store._masking import mask_frame
 from store._record import Field, Record, RecordDeclarationError, RecordSpec, Role, record_spec
 from store._scrub import scrub_text
 from store._search import is_number_search
@@ -63,6 +64,7 @@ __all__ = [
     "is_number_search",
     "is_valid_id_number",
     "make_engine",
+    "mask_frame",
     "normalize_id_number",
     "record_spec",
     "scrub_text",

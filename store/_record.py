@@ -74,11 +74,19 @@ def Field(
     *,
     key: bool = False,
     role: Role | None = None,
+    title: str | None = None,
+    aliases: Sequence[str] = (),
     **kwargs: Any,
 ) -> Any:
-    """A record field: ``key=True`` puts it in the natural key, ``role`` says what personal data it is."""
-    extra = {"key": key, "role": role}
-    return pydantic.Field(default, json_schema_extra=extra, **kwargs)
+    """A record field: ``key=True`` puts it in the natural key, ``role`` says what personal data it is.
+
+    ``title`` is what staff read (and the header a table is read by); ``aliases`` are other header
+    texts or JSON keys a system uses for the same field (a vendor's rename, absorbed by declaration).
+    """
+    if isinstance(aliases, str):
+        raise RecordDeclarationError(f"aliases={aliases!r} 应是一组文字，如 aliases=({aliases!r},)")
+    extra = {"key": key, "role": role, "aliases": list(aliases)}
+    return pydantic.Field(default, title=title, json_schema_extra=extra, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,7 @@ class Column:
     key: bool
     role: str | None
     label: str
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -194,7 +203,8 @@ def record_spec(model: type[Record]) -> RecordSpec:
             raise RecordDeclarationError(
                 f"{model.__name__}.{name}：没有 {role!r} 这个角色；可用的角色：{known}"
             )
-        columns.append(Column(name, python_type, nullable, bool(extra.get("key")), role, label))  # type: ignore[arg-type]
+        aliases = tuple(extra.get("aliases") or ())  # type: ignore[arg-type]
+        columns.append(Column(name, python_type, nullable, bool(extra.get("key")), role, label, aliases))  # type: ignore[arg-type]
     spec = RecordSpec(model, tuple(columns))
     if not spec.key:
         raise RecordDeclarationError(

@@ -19,8 +19,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from desk import create_app
+from robots import discover
 from robots.sandbox_civil import ElderlyCare
-from robots.sandbox_population import Household, Person
+from robots.sandbox_population import Person
 from sandbox import World
 from settings import Settings, load_settings
 from store import Field, Record, Store, make_engine
@@ -35,6 +36,8 @@ HOSTILE = [
     "-2+3",
     "@SUM(1+1)*cmd|' /C calc'!A0",
 ]
+
+Household = discover()["households"].record  # declared in robots/sandbox_households.toml
 
 
 class Company(Record):

@@ -11,9 +11,7 @@ import pandas as pd
 import pytest
 
 from connectors.sandbox_assist import assist
-from robots import Walk, robot
-from robots.sandbox_assist import Assistance
-from robots.sandbox_assist import assistance as demo_walk
+from robots import Walk, discover, robot
 from sandbox import Sandbox, generate_world
 from settings import Settings
 from store import Store
@@ -23,6 +21,9 @@ from vault import Vault
 pytestmark = pytest.mark.browser
 ACCOUNTS = ("donghu", "xiyuan")
 HOOKS: list[Callable[[], None]] = []  # run when the walk yields its first row (page 1 read, page 2 not yet)
+
+DEMO = discover()["assistance"]  # declared in robots/sandbox_assist.toml
+Assistance, demo_walk = DEMO.record, DEMO.walk
 
 
 @robot(system=assist, record=Assistance, dataset="assistance", name="t_assist_hooked")

@@ -1,5 +1,6 @@
 """The demo robot of 残疾人服务管理系统 harvests exactly each account's card holders through a real
-Harvester: an alert()-only login door, a GBK list inside an iframe, paged only by postback."""
+Harvester: an alert()-only login door, a GBK list inside an iframe, paged only by postback (posted
+by the demo robot without rendering; clicked in the frame by a rendered walk)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,20 @@ async def disabled_hooked(walk: Walk):
         if hook is not None:
             hook()
         yield row
+
+
+@robot(system=disability, record=Disabled, dataset="disability", name="t_disabled_rendered")
+async def disabled_rendered(walk: Walk):
+    """The list as a person's browser pages it: 下一页 clicked inside the frame of /Default.aspx."""
+    read = 0
+    pages = walk.follow("/Default.aspx", next="a:has-text('下一页')", render=True, frame="#mainFrame")
+    async for page in pages:
+        for row in page.table("#gvList", Disabled):
+            read += 1
+            hook = HOOKS.pop(read, None)
+            if hook is not None:
+                hook()
+            yield row
 
 
 @pytest.fixture(autouse=True)
@@ -102,10 +117,15 @@ def test_500s_while_walking_lose_nothing(
     _exactly_the_truth(store, sandbox, ACCOUNTS[1:])
 
 
-@pytest.mark.parametrize("how", ["expired", "kicked"])
+@pytest.mark.parametrize(
+    ("how", "walk"),
+    [("expired", "t_disabled_hooked"), ("kicked", "t_disabled_hooked"), ("kicked", "t_disabled_rendered")],
+)
 def test_a_session_ended_mid_walk_costs_one_relogin_and_no_record(
-    how: str, settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
+    how: str, walk: str, settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
 ) -> None:
+    """Posted (the view state of the ended session is not sent again: the list is paged again from
+    its first page) or clicked in the browser (the frame is paged back to where it was)."""
     system = sandbox["disability"]
     account = system.account(ACCOUNTS[0])
 
@@ -117,7 +137,7 @@ def test_a_session_ended_mid_walk_costs_one_relogin_and_no_record(
             system.gate.login(session, account.username, account.password, session.csrf, "")
 
     HOOKS[PAGE_SIZE + 1] = end  # once page 2 is read
-    (report,) = harvest(settings, store, vault, [("t_disabled_hooked", account.account)])
+    (report,) = harvest(settings, store, vault, [(walk, account.account)])
     assert (report.status, report.kind) == ("ok", None), report.message
     assert not HOOKS, "the hook did not run"
     assert report.logins == 2

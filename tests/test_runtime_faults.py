@@ -10,7 +10,7 @@ import pytest
 from connectors import Politeness
 from connectors.sandbox import population
 from robots import Walk, robot
-from robots.sandbox_population import PAGER, PERSON_COLUMNS, Person
+from robots.sandbox_population import PAGER, Person
 from sandbox import Sandbox
 from settings import Settings
 from store import Store
@@ -36,7 +36,7 @@ async def small_pages(walk: Walk):
         hook = HOOKS.pop(page.number or 0, None)
         if callable(hook):
             hook()
-        for row in page.table("table.persons", columns=PERSON_COLUMNS):
+        for row in page.table("table.persons", Person):
             yield row | {"community": walk.scope}
 
 
@@ -49,7 +49,7 @@ async def small_pages(walk: Walk):
 async def impatient(walk: Walk):
     """Gives up on a failing system after two retries, so that the test is quick."""
     async for page in walk.pages("/persons?size=100&page={n}"):
-        for row in page.table("table.persons", columns=PERSON_COLUMNS):
+        for row in page.table("table.persons", Person):
             yield row | {"community": walk.scope}
 
 

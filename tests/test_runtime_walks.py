@@ -9,10 +9,11 @@ from playwright.async_api import async_playwright
 
 from connectors import Polite, Session, SolverChain, launch_browser
 from connectors.sandbox import civil, market, population
-from robots import Walk, robot, run_blocking
-from robots.sandbox_civil import FIELDS, ElderlyCare
-from robots.sandbox_market import COLUMNS, MarketEntity
-from robots.sandbox_population import HOUSEHOLD_COLUMNS, PAGER, PERSON_COLUMNS, Household, Person
+from robots import Walk, discover, robot, run_blocking
+from robots._page import rename
+from robots.sandbox_civil import ElderlyCare
+from robots.sandbox_market import MarketEntity
+from robots.sandbox_population import PAGER, Person
 from sandbox import Sandbox
 from settings import Settings
 from store import Store
@@ -22,12 +23,14 @@ from vault import Vault
 pytestmark = pytest.mark.browser
 HOOKS: dict[str, object] = {}
 
+Household = discover()["households"].record  # declared in robots/sandbox_households.toml
+
 
 @robot(system=population, record=Person, dataset="persons", name="t_rendered")
 async def rendered(walk: Walk):
     """Persons from pages rendered in Chromium, as a person's browser shows them."""
     async for page in walk.pages("/persons?size=50&page={n}", last=PAGER, render=True):
-        for row in page.table("table.persons", columns=PERSON_COLUMNS):
+        for row in page.table("table.persons", Person):
             yield row | {"community": walk.scope}
 
 
@@ -35,7 +38,7 @@ async def rendered(walk: Walk):
 async def follow(walk: Walk):
     """Households by following the 下一页 link."""
     async for page in walk.follow("/households?size=20", next="li.next a"):
-        for row in page.table("table.households", columns=HOUSEHOLD_COLUMNS):
+        for row in page.table("table.households", Household):
             yield row | {"community": walk.scope}
 
 
@@ -47,7 +50,7 @@ async def load_more(walk: Walk):
         batches += 1
         if batches == 2 and "load_more" in HOOKS:
             HOOKS.pop("load_more")()  # type: ignore[operator]
-        for row in page.records(".entity-card", columns=COLUMNS):
+        for row in page.records(".entity-card", MarketEntity):
             yield row | {"community": walk.scope}
 
 
@@ -56,7 +59,7 @@ async def capture(walk: Walk):
     """The first page of elderly records, as the page's own script fetched it."""
     body = await walk.capture_json("/elderly", "/api/elderly/list")
     for item in body["rows"]:
-        yield {field: item[key] for key, field in FIELDS.items()} | {"community": walk.scope}
+        yield rename(item, ElderlyCare, "/api/elderly/list")
 
 
 def _keys(sandbox: Sandbox, system: str, dataset: str, scope: str, key: str) -> list[str]:

@@ -23,7 +23,7 @@ from alerts import dingtalk_sign
 from connectors import Politeness, owned_browsers
 from connectors.sandbox import civil
 from robots import Walk, discover, robot
-from robots.sandbox_civil import FIELDS, ElderlyCare
+from robots.sandbox_civil import ElderlyCare
 from sandbox import Sandbox
 from scheduler import HarvestScheduler, SchedulerBusy
 from settings import Settings
@@ -44,7 +44,7 @@ ELDERLY = {"elderly": discover()["elderly"]}
 )
 async def quick(walk: Walk):
     """The demo elderly robot, but giving up on a failing system after one retry."""
-    async for rows in walk.api_pages("/api/elderly/list", size=100, fields=FIELDS):
+    async for rows in walk.api_pages("/api/elderly/list", size=100, fields=ElderlyCare):
         for row in rows:
             yield row | {"community": walk.scope}
 

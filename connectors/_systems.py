@@ -1,0 +1,35 @@
+"""Every ``System`` the unit declared, by name: what a robot declared in a TOML file names by ``system =``.
+
+A Python robot imports its system; a declared one can only say its name, so the declarations
+are found the way robots are: every module of ``connectors/`` not starting with ``_`` is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from connectors._system import System
+
+
+def systems(package: str = "connectors") -> dict[str, System]:
+    """The ``System`` instances that the modules of ``package`` hold, by ``.name``.
+
+    A system imported into another module (``from connectors.sandbox import population``) is the
+    same one; two different declarations of one name would make ``system = "..."`` ambiguous.
+    """
+    found: dict[str, tuple[System, str]] = {}
+    for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{package}.{info.name}")
+        for value in vars(module).values():
+            if not isinstance(value, System):
+                continue
+            known = found.setdefault(value.name, (value, module.__name__))
+            if known[0] != value:
+                raise ValueError(
+                    f"有两个不同的系统都叫 {value.name!r}（{known[1]} 和 {module.__name__}）："
+                    "请给其中一个另起 name"
+                )
+    return {name: system for name, (system, _) in sorted(found.items())}
