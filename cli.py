@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import getpass
 import json
+import re
 import signal
 import socket
 import sys
@@ -26,13 +27,19 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 from typer.core import TyperGroup
 
-from connectors import ChromiumMissing
+from connectors import ChromiumMissing, Credentials, HarvestFailure
 from desk import create_app as create_desk
 from desk._cli import app as desk_cli
 from machine import exposed_paths, local_time, zone_label
 from robots import Harvester, RobotSpec, RunReport, broken, discover, run_blocking
+from robots._cassette import Cassette, expected_beside, recorded, write_expected
+from robots._check import SAMPLE, findings, sample_table, verdict
 from robots._logs import configure_logging
 from robots._progress import RichProgress
+from robots._runner import Trial
+from robots._scaffold import Asked, scout
+from robots._scaffold_write import files, summary, write
+from robots._scaffold_write import template as scaffold_template
 from sandbox import SPECS, Sandbox, SandboxError, Switches, generate_world
 from scheduler import HarvestScheduler, JobState, SchedulerBusy, describe
 from settings import ConfigurationError, Settings, load_settings
@@ -47,7 +54,7 @@ from store import (
     create_tables,
     make_engine,
 )
-from vault import NoVault, Vault, VaultError
+from vault import NoVault, Secret, Vault, VaultError
 from vault._cli import app as vault_cli
 
 
@@ -517,6 +524,56 @@ def _last_runs(settings: Settings) -> dict[tuple[str, str], Run]:
 
 
 @app.command(epilog=EXIT_HELP)
+def new(
+    name: Annotated[str, typer.Argument(help="新系统的名字（小写英文），即保险库里的系统名和文件名。")],
+    login: Annotated[str | None, typer.Option(help="登录页的完整网址，如 http://10.1.2.3/login。")] = None,
+    list_: Annotated[str | None, typer.Option("--list", help="登录后要采集的列表页的完整网址。")] = None,
+    account: Annotated[
+        str | None, typer.Option(help="保险库里该系统的账号；不写则提示输入，只留在内存里。")
+    ] = None,
+    title: Annotated[str | None, typer.Option(help="系统的中文名（默认取页面标题）。")] = None,
+    dataset: Annotated[str | None, typer.Option(help="数据集名（默认同系统名）。")] = None,
+    into: Annotated[Path, typer.Option(help="写到哪个项目目录。")] = Path("."),
+    template: Annotated[bool, typer.Option("--template", help="不登录，只写带注释的模板。")] = False,
+) -> None:
+    """登录一个新系统，看一眼列表页，写出系统声明、声明式机器人和重放测试。"""
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", name):
+        raise _fail(f"系统名 {name!r} 只能用小写字母、数字和下划线（以字母开头），如 civil_affairs")
+    if template:
+        found = scaffold_template(name, login, list_, title)
+    elif login is None or list_ is None:
+        raise _fail("写出 --login 登录页网址和 --list 列表页网址；连不上系统时用 --template 只写模板")
+    else:
+        settings = load_settings()
+        asked = Asked(name, login, list_, title, account or "ACCOUNT")
+        box, typed = (_vault(settings), None) if account else (None, _typed_credentials(name))
+        try:
+            found = scout(asked, settings, box, typed)
+        except HarvestFailure as exc:
+            raise _fail(str(exc), exc.exit_code) from exc
+        except (ValueError, LookupError, VaultError) as exc:
+            raise _fail(str(exc)) from exc
+    shown = account or "ACCOUNT"
+    try:
+        chosen = files(found, dataset=dataset, login_url=login or "", list_url=list_ or "", account=shown)
+        written = write(into, chosen)
+    except FileExistsError as exc:
+        raise _fail(str(exc)) from exc
+    if account is None and not template:
+        add = f"harvest vault add {name} ACCOUNT --username 用户名 --scope 社区"
+        console.print(f"先把账号放进保险库：{add}", markup=False, highlight=False)
+    for line in summary(found, written, shown):
+        console.print(line, markup=False, highlight=False)
+
+
+def _typed_credentials(system: str) -> Credentials:
+    """A user name and password typed at the terminal (the password hidden), kept only in memory."""
+    username = typer.prompt(f"{system} 的用户名")
+    password = typer.prompt(f"{system} 的密码", hide_input=True)
+    return Credentials(username, Secret(f"{system} password", password))
+
+
+@app.command(epilog=EXIT_HELP)
 def run(
     robot: Annotated[str, typer.Argument(help="机器人名，即 `harvest list` 显示的名字。")],
     account: Annotated[str | None, typer.Option(help="用机器人所属系统的这个账号采集。")] = None,
@@ -524,6 +581,16 @@ def run(
 ) -> None:
     """立即运行一个机器人：登录（或沿用保存的会话）、采集，全部顺利才发布。"""
     settings = load_settings()
+    spec = _robot_named(robot)
+    if (account is None) == (not all_):
+        raise typer.BadParameter("写 --account ACCOUNT 或 --all", param_hint="--account / --all")
+    accounts = _accounts(settings, spec, account)
+    reports = _harvest(settings, [(spec, name) for name in accounts])
+    raise typer.Exit(_print_reports(reports))
+
+
+def _robot_named(robot: str) -> RobotSpec:
+    """The robot called ``robot``, or a usage error naming the robots there are."""
     robots_ = _robots()
     spec = robots_.get(robot)
     if spec is None:
@@ -531,18 +598,113 @@ def run(
         raise typer.BadParameter(
             f"没有机器人 {robot!r}；现有机器人：{', '.join(robots_) or '无'}{unloaded}", param_hint="ROBOT"
         )
-    if (account is None) == (not all_):
-        raise typer.BadParameter("写 --account ACCOUNT 或 --all", param_hint="--account / --all")
+    return spec
+
+
+def _accounts(settings: Settings, spec: RobotSpec, account: str | None) -> list[str]:
+    """``[account]`` if the vault holds it for the robot's system (all it holds if None), else refused."""
     known = [a.account for a in _vault(settings).accounts(spec.system.name)]
-    accounts = known if all_ else [account]
+    accounts = known if account is None else [account]
     if not accounts or (account is not None and account not in known):
         raise typer.BadParameter(
             f"保险库里没有 {spec.system.name} 的账号 {account or ''}（已有：{', '.join(known) or '无'}）；"
             f"添加一个：`harvest vault add {spec.system.name} ACCOUNT --username U --scope S`",
             param_hint="--account",
         )
-    reports = _harvest(settings, [(spec, name) for name in accounts if name is not None])
-    raise typer.Exit(_print_reports(reports))
+    return accounts
+
+
+@app.command(epilog=EXIT_HELP)
+def check(
+    robot: Annotated[str, typer.Argument(help="机器人名，即 `harvest list` 显示的名字。")],
+    account: Annotated[str, typer.Option(help="用机器人所属系统的这个账号登录。")],
+    pages: Annotated[int, typer.Option(min=0, help="读前几页；0 表示读完整个列表。")] = 2,
+    sample: Annotated[int, typer.Option(min=0, help="显示多少条记录（已脱敏）。")] = SAMPLE,
+) -> None:
+    """运行前的检查：登录、读前几页、校验记录，脱敏显示样例，并与系统显示的总数核对；不发布任何数据。
+
+    登录、停用账号和允许采集的时段与 `harvest run` 相同（账号锁定规则照样适用）；退出码也相同。
+    """
+    settings = load_settings()
+    spec = _robot_named(robot)
+    _accounts(settings, spec, account)
+    configure_logging(settings, level="WARNING")
+    store, vault = _store(settings), _vault(settings)
+
+    async def go() -> Trial:
+        interactive = sys.stdin.isatty()
+        async with Harvester(settings, store, vault, interactive=interactive, holder="harvest check") as h:
+            return await h.trial(spec, account, pages=pages or None)
+
+    try:
+        with stderr.status(f"正在检查 {spec.name} · {spec.system.name}/{account}…", spinner="dots"):
+            trial = run_blocking(go)
+    except ChromiumMissing as exc:
+        raise _fail(str(exc), 1) from exc
+    if trial.records:
+        console.print(sample_table(spec, trial, sample))
+    for line in findings(spec, trial, settings):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if trial.exit_code:
+        raise _fail(verdict(spec, trial), trial.exit_code)
+    console.print(verdict(spec, trial), markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command(epilog=EXIT_HELP)
+def record(
+    robot: Annotated[str, typer.Argument(help="机器人名，即 `harvest list` 显示的名字。")],
+    account: Annotated[str, typer.Option(help="用机器人所属系统的这个账号登录。")],
+    out: Annotated[
+        Path | None, typer.Option(help="录像文件（默认 tests/cassettes/ROBOT.cassette）。")
+    ] = None,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="不加密（gzip JSON）：只用于沙箱那样的合成数据。")
+    ] = False,
+) -> None:
+    """录制一次完整采集的应答，供离线回放测试（robots.testing）：登录、读完并校验整个列表，不发布任何数据。
+
+    录像旁边写下读到的记录（ROBOT.expected.jsonl）。两者默认用保险库密钥加密：录像是个人信息的副本。
+    登录规则、停用账号和退出码与 `harvest run` 相同。
+    """
+    settings = load_settings()
+    spec = _robot_named(robot)
+    _accounts(settings, spec, account)
+    configure_logging(settings, level="WARNING")
+    store, vault = _store(settings), _vault(settings)
+    path = out or Path("tests/cassettes") / f"{spec.name}.cassette"
+
+    async def go() -> tuple[Trial, Cassette]:
+        interactive = sys.stdin.isatty()
+        async with Harvester(settings, store, vault, interactive=interactive, holder="harvest record") as h:
+            return await recorded(h, spec, account)
+
+    try:
+        with stderr.status(f"正在录制 {spec.name} · {spec.system.name}/{account}…", spinner="dots"):
+            trial, cassette = run_blocking(go)
+    except ChromiumMissing as exc:
+        raise _fail(str(exc), 1) from exc
+    if trial.exit_code:
+        failed = f"{spec.name} · {spec.system.name}/{account}: {trial.kind}：{trial.message}（没有写录像）"
+        raise _fail(failed, trial.exit_code)
+    seal = None if plain else vault.seal
+    expected = expected_beside(path)
+    cassette.save(path, seal=seal)
+    write_expected(expected, trial.records, seal=seal)
+    if plain:
+        stderr.print(
+            "--plain：录像和预期记录都没有加密，只可用于合成数据（如沙箱）；真实系统的录像是个人信息的副本",
+            style="yellow",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(
+        f"已录制 {spec.name}：{trial.pages} 页、{len(trial.records)} 条记录、"
+        f"{len(cassette.entries)} 个应答 → {path}；预期记录 → {expected}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command(epilog=EXIT_HELP)

@@ -13,6 +13,8 @@ import binascii
 import contextlib
 import datetime as dt
 import getpass
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -20,12 +22,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cryptography.fernet import Fernet, InvalidToken
+
 from machine import private_dir, utc_now
 from settings import Settings
 from vault._crypto import Header, key_text, new_key, parse_key_text, read_header, seal, stretch, unseal
 from vault._errors import (
     AccountExists,
     AccountParked,
+    MissingKey,
     NoVault,
     UnknownAccount,
     VaultExists,
@@ -149,7 +154,13 @@ class LoginLedger:
 
 
 class Vault:
-    """The unit's accounts, encrypted at rest. Get one with ``Vault.open`` (or ``Vault.init`` once)."""
+    """The unit's accounts, encrypted at rest. Get one with ``Vault.open`` (or ``Vault.init`` once).
+
+    ``seal``/``unseal`` encrypt other copies of personal data under the same key (a recorded
+    cassette): Fernet, under a key derived from the vault's key for that use alone, so whatever
+    opens the vault opens them and nothing else does. ``Vault.keyed`` gives a handle for them
+    where the vault file is absent (a replay test on a CI machine that has only HARVEST_VAULT_KEY).
+    """
 
     def __init__(self, settings: Settings, key: Key, header: Header) -> None:
         self.settings = settings
@@ -229,6 +240,48 @@ class Vault:
         write_atomic(path, (key_text(value) + "\n").encode())
         register_secret(key_text(value))
         return Key(value, file_source(path), file=path)
+
+    @classmethod
+    def keyed(cls, settings: Settings, *, key: str | None = None) -> Vault:
+        """A handle for ``seal``/``unseal`` only: under ``key`` (a key text, as HARVEST_VAULT_KEY holds
+        it), else the key of the vault in ``settings.data_dir`` if there is one, else HARVEST_VAULT_KEY or
+        the key file. Its account methods still need the vault file."""
+        if key is None and (settings.data_dir / VAULT_FILE).exists():
+            return cls.open(settings, interactive=True)
+        if key is not None:
+            register_secret(key.strip())
+            found = Key(parse_key_text(key, "key="), "key=")
+        elif settings.vault_key is not None:
+            text = settings.vault_key.get_secret_value()
+            register_secret(text.strip())
+            found = Key(parse_key_text(text, ENV), ENV)
+        elif settings.resolved_vault_key_file.exists():
+            path = settings.resolved_vault_key_file
+            found = Key(read_key_file(path), file_source(path), file=path)
+        else:
+            raise MissingKey(
+                f"没有保险库密钥：设置 {ENV}（加密时所用保险库的密钥），"
+                f"或把那个保险库的密钥文件放到 {settings.resolved_vault_key_file}（chmod 600）"
+            )
+        return cls(settings, found, Header.for_key(found.value))
+
+    def seal(self, data: bytes) -> bytes:
+        """``data`` encrypted under this vault's key, for a copy of personal data kept outside the vault."""
+        return self._fernet().encrypt(data)
+
+    def unseal(self, token: bytes) -> bytes:
+        """What ``seal`` encrypted; WrongKey when another key sealed it or it was altered since."""
+        try:
+            return self._fernet().decrypt(token)
+        except InvalidToken:
+            raise WrongKey(
+                f"密钥（{self._key.source}）打不开这份加密文件：它由另一个保险库的密钥加密，或已损坏；"
+                f"设置 {ENV} 为加密它的保险库的密钥"
+            ) from None
+
+    def _fernet(self) -> Fernet:
+        derived = hmac.new(self._key.value, b"gridharvest sealed copy", hashlib.sha256).digest()
+        return Fernet(base64.urlsafe_b64encode(derived))
 
     # -- accounts ------------------------------------------------------------------------------
 
