@@ -11,8 +11,9 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import click
 import pandas as pd
@@ -31,15 +32,29 @@ from connectors import ChromiumMissing, Credentials, HarvestFailure
 from desk import create_app as create_desk
 from desk._cli import app as desk_cli
 from machine import exposed_paths, local_time, zone_label
-from robots import Harvester, RobotSpec, RunReport, broken, discover, run_blocking
-from robots._cassette import Cassette, expected_beside, recorded, write_expected
-from robots._check import SAMPLE, findings, sample_table, verdict
-from robots._logs import configure_logging
-from robots._progress import RichProgress
-from robots._runner import Trial
-from robots._scaffold import Asked, scout
-from robots._scaffold_write import files, summary, write
-from robots._scaffold_write import template as scaffold_template
+from robots.runtime import (
+    SAMPLE,
+    Asked,
+    Harvester,
+    RichProgress,
+    RobotSpec,
+    RunReport,
+    broken,
+    configure_logging,
+    discover,
+    expected_beside,
+    findings,
+    recorded,
+    run_blocking,
+    sample_table,
+    scaffold_files,
+    scaffold_summary,
+    scaffold_template,
+    scout,
+    verdict,
+    write_expected,
+    write_scaffold,
+)
 from sandbox import SPECS, Sandbox, SandboxError, Switches, generate_world
 from scheduler import HarvestScheduler, JobState, SchedulerBusy, describe
 from settings import ConfigurationError, Settings, load_settings
@@ -250,13 +265,23 @@ def _access(reveal: bool, reason: str | None, actor: str | None) -> Access:
     return access
 
 
-def _print_frame(frame: pd.DataFrame, title: str, limit: int) -> None:
+# The snapshot's own columns beside a record's fields, headed as the exports head them.
+SNAPSHOT_HEADERS = {"scope": "社区", "flags": "数据标记"}
+
+
+def _headers(snapshot: Snapshot) -> dict[str, dict[str, str]]:
+    """Each dataset's column headers for staff, by dataset: its fields' titles, recorded with the data
+    (what the desk and the exports head them by, even once the robot that harvested them is gone)."""
+    return {info.name: SNAPSHOT_HEADERS | json.loads(info.labels) for info in snapshot.datasets()}
+
+
+def _print_frame(frame: pd.DataFrame, title: str, limit: int, headers: dict[str, str]) -> None:
     table = Table(
         title=escape(title),
         caption=f"共 {len(frame)} 条" + (f"，显示前 {limit} 条" if len(frame) > limit else ""),
     )
-    for column in frame.columns:
-        table.add_column(escape(str(column)))
+    for column in map(str, frame.columns):
+        table.add_column(escape(headers.get(column, column)))
     for row in frame.head(limit).itertuples(index=False):
         _row(table, *("" if pd.isna(v) else str(v) for v in row))
     console.print(table)
@@ -332,7 +357,7 @@ def query(
             + ("（已脱敏）" if not reveal else "（含完整信息，已记录审计）")
         )
         return
-    _print_frame(frame, dataset, limit)
+    _print_frame(frame, dataset, limit, _headers(snapshot)[dataset])
 
 
 @app.command()
@@ -343,12 +368,14 @@ def person(
     actor: ActorOption = None,
 ) -> None:
     """一个人在各数据集中的全部记录（一人一档）。"""
-    found = _snapshot().person(id_number, access=_access(reveal, reason, actor))
+    snapshot = _snapshot()
+    found = snapshot.person(id_number, access=_access(reveal, reason, actor))
     if not found:
         console.print("快照中没有这个身份证号的记录。")
         raise typer.Exit(1)
+    headers = _headers(snapshot)
     for dataset, frame in found.items():
-        _print_frame(frame, dataset, 50)
+        _print_frame(frame, dataset, 50, headers[dataset])
 
 
 @app.command()
@@ -435,7 +462,7 @@ def _harvest(settings: Settings, plan: list[tuple[RobotSpec, str]], *, parallel:
     store, vault = _store(settings), _vault(settings)
 
     async def go(progress: RichProgress) -> list[RunReport]:
-        async with Harvester(settings, store, vault, progress=progress, interactive=sys.stdin.isatty()) as h:
+        async with Harvester(settings, store, vault, hooks=[progress], interactive=sys.stdin.isatty()) as h:
             gate = asyncio.Semaphore(parallel)
 
             async def one(robot: RobotSpec, account: str) -> RunReport:
@@ -555,14 +582,15 @@ def new(
             raise _fail(str(exc)) from exc
     shown = account or "ACCOUNT"
     try:
-        chosen = files(found, dataset=dataset, login_url=login or "", list_url=list_ or "", account=shown)
-        written = write(into, chosen)
+        urls = {"login_url": login or "", "list_url": list_ or ""}
+        chosen = scaffold_files(found, dataset=dataset, account=shown, **urls)
+        written = write_scaffold(into, chosen)
     except FileExistsError as exc:
         raise _fail(str(exc)) from exc
     if account is None and not template:
         add = f"harvest vault add {name} ACCOUNT --username 用户名 --scope 社区"
         console.print(f"先把账号放进保险库：{add}", markup=False, highlight=False)
-    for line in summary(found, written, shown):
+    for line in scaffold_summary(found, written, shown):
         console.print(line, markup=False, highlight=False)
 
 
@@ -614,6 +642,36 @@ def _accounts(settings: Settings, spec: RobotSpec, account: str | None) -> list[
     return accounts
 
 
+T = TypeVar("T")
+
+
+def _unpublished(
+    settings: Settings,
+    vault: Vault,
+    spec: RobotSpec,
+    account: str,
+    command: tuple[str, str],
+    work: Callable[[Harvester], Awaitable[T]],
+) -> T:
+    """``work`` in a Harvester that holds the account's lease as ``harvest NAME``, a spinner saying
+    ``正在VERB …`` meanwhile, for ``command = (NAME, VERB)``: the walks of `check` and `record`, which
+    publish nothing. A missing Chromium is one red line."""
+    name, verb = command
+    configure_logging(settings, level="WARNING")
+    store = _store(settings)
+
+    async def go() -> T:
+        interactive, holder = sys.stdin.isatty(), f"harvest {name}"
+        async with Harvester(settings, store, vault, interactive=interactive, holder=holder) as h:
+            return await work(h)
+
+    try:
+        with stderr.status(f"正在{verb} {spec.name} · {spec.system.name}/{account}…", spinner="dots"):
+            return run_blocking(go)
+    except ChromiumMissing as exc:
+        raise _fail(str(exc), 1) from exc
+
+
 @app.command(epilog=EXIT_HELP)
 def check(
     robot: Annotated[str, typer.Argument(help="机器人名，即 `harvest list` 显示的名字。")],
@@ -628,19 +686,14 @@ def check(
     settings = load_settings()
     spec = _robot_named(robot)
     _accounts(settings, spec, account)
-    configure_logging(settings, level="WARNING")
-    store, vault = _store(settings), _vault(settings)
-
-    async def go() -> Trial:
-        interactive = sys.stdin.isatty()
-        async with Harvester(settings, store, vault, interactive=interactive, holder="harvest check") as h:
-            return await h.trial(spec, account, pages=pages or None)
-
-    try:
-        with stderr.status(f"正在检查 {spec.name} · {spec.system.name}/{account}…", spinner="dots"):
-            trial = run_blocking(go)
-    except ChromiumMissing as exc:
-        raise _fail(str(exc), 1) from exc
+    trial = _unpublished(
+        settings,
+        _vault(settings),
+        spec,
+        account,
+        ("check", "检查"),
+        lambda h: h.trial(spec, account, pages=pages or None),
+    )
     if trial.records:
         console.print(sample_table(spec, trial, sample))
     for line in findings(spec, trial, settings):
@@ -669,20 +722,11 @@ def record(
     settings = load_settings()
     spec = _robot_named(robot)
     _accounts(settings, spec, account)
-    configure_logging(settings, level="WARNING")
-    store, vault = _store(settings), _vault(settings)
     path = out or Path("tests/cassettes") / f"{spec.name}.cassette"
-
-    async def go() -> tuple[Trial, Cassette]:
-        interactive = sys.stdin.isatty()
-        async with Harvester(settings, store, vault, interactive=interactive, holder="harvest record") as h:
-            return await recorded(h, spec, account)
-
-    try:
-        with stderr.status(f"正在录制 {spec.name} · {spec.system.name}/{account}…", spinner="dots"):
-            trial, cassette = run_blocking(go)
-    except ChromiumMissing as exc:
-        raise _fail(str(exc), 1) from exc
+    vault = _vault(settings)
+    trial, cassette = _unpublished(
+        settings, vault, spec, account, ("record", "录制"), lambda h: recorded(h, spec, account)
+    )
     if trial.exit_code:
         failed = f"{spec.name} · {spec.system.name}/{account}: {trial.kind}：{trial.message}（没有写录像）"
         raise _fail(failed, trial.exit_code)

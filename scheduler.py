@@ -38,7 +38,7 @@ from sqlmodel import Field, Session, SQLModel
 from alerts import Alert, Notifier
 from connectors import failure_class
 from machine import utc_now, zone
-from robots import Harvester, RobotSpec, RunReport, broken, discover
+from robots.runtime import Harvester, RobotSpec, RunReport, broken, discover
 from settings import ConfigurationError, Settings
 from store import Lease, Run, Snapshot, Store, create_tables, make_engine
 from vault import Vault
@@ -287,13 +287,14 @@ class HarvestScheduler:
                 state.owed = True
                 self._save(state)
                 return None
-            report = self._run(planned)
-        self._after(planned, report)
-        return report
+            return self._run(planned)  # its end is heard by the policy hook, _after
 
     def _run(self, planned: PlannedJob) -> RunReport:
         async def go() -> RunReport:
-            async with Harvester(self.settings, self.store, self.vault, holder=SCHEDULER) as harvester:
+            harvester = Harvester(
+                self.settings, self.store, self.vault, hooks=[_Policy(self, planned)], holder=SCHEDULER
+            )
+            async with harvester:
                 task = asyncio.ensure_future(harvester.run(planned.robot, planned.account))
                 with self._guard:
                     self._running[planned.id] = (asyncio.get_running_loop(), task)
@@ -306,7 +307,7 @@ class HarvestScheduler:
         try:
             return asyncio.run(go())
         except asyncio.CancelledError:
-            return RunReport(
+            report = RunReport(
                 planned.robot.name,
                 planned.robot.system.name,
                 planned.account,
@@ -315,6 +316,8 @@ class HarvestScheduler:
                 kind="cancelled",
                 message="stopped with the scheduler; nothing was published",
             )
+            self._after(planned, report)  # a cancelled run ends before the runner's hooks hear it
+            return report
 
     # ---- failure policy ---------------------------------------------------------------------
 
@@ -451,3 +454,19 @@ def describe(settings: Settings, vault: Vault) -> list[dict[str, Any]]:
         }
         for job in plan(settings, vault)
     ]
+
+
+class _Policy:
+    """The scheduler's failure policy (retries, alerts, waiting for a person) as a run hook."""
+
+    def __init__(self, scheduler: HarvestScheduler, planned: PlannedJob) -> None:
+        self.scheduler, self.planned = scheduler, planned
+
+    def started(self, key: str, report: RunReport) -> None:
+        pass
+
+    def advanced(self, key: str, *, pages: int = 0, records: int = 0) -> None:
+        pass
+
+    def finished(self, key: str, report: RunReport) -> None:
+        self.scheduler._after(self.planned, report)

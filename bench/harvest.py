@@ -75,7 +75,8 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from connectors import Politeness, launch_options
 from connectors.sandbox import population
-from robots import Harvester, Page, RobotSpec, RunReport, Walk, discover, registered, robot
+from robots import Page, Walk, robot
+from robots.runtime import Harvester, RobotSpec, RunReport, discover, registered
 from robots.sandbox_population import PAGER, Person
 from sandbox import DemoAccount, Sandbox, SandboxSystem, Switches, generate_world
 from settings import Settings, load_settings
@@ -541,13 +542,13 @@ class Round:
 
 
 class RunClock:
-    """When a Harvester run reached each phase: the Harvester's progress, and a loguru sink for the
+    """When a Harvester run reached each phase: a run hook, and a loguru sink for the
     session's "logged in" line (the runner reports no login of its own)."""
 
     def __init__(self) -> None:
         self.logged_in = self.staged = self.ended = 0.0
 
-    def started(self, key: str, title: str) -> None:
+    def started(self, key: str, report: RunReport) -> None:
         self.logged_in = self.staged = 0.0
 
     def advanced(self, key: str, *, pages: int = 0, records: int = 0) -> None:
@@ -655,7 +656,7 @@ async def bench_shapes(args: argparse.Namespace) -> None:
             settings = load_settings(data_dir=Path(folder) / f"round-{n + 1}", system_urls=urls)
             vault = demo_vault(settings, accounts.values())
             store = Store(make_engine(settings.resolved_database_url))
-            async with Harvester(settings, store, vault, progress=clock) as harvester:
+            async with Harvester(settings, store, vault, hooks=[clock]) as harvester:
                 for shape in SHAPES[turn:] + SHAPES[:turn]:
                     rounds[shape.code].append(
                         await shape_round(

@@ -28,7 +28,7 @@ from desk import _views as views
 from desk._links import Sealer
 from desk._staff import DeskLogin, StaffDirectory
 from machine import zone_label
-from robots import RobotDeclarationError, dataset_titles
+from robots.runtime import RobotDeclarationError, dataset_titles
 from settings import Settings, load_settings
 from store import Snapshot, Store, StoreUnavailable, make_engine
 

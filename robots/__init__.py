@@ -1,6 +1,8 @@
-"""Robots: the robot author's API and runner (modules named ``_*.py``), and the unit's own robots.
+"""Robots: the robot author's API (this module), the runtime (``robots.runtime``), and the unit's robots.
 
-A robot is an async generator function of one ``Walk``, registered with ``@robot``::
+A robot harvests one dataset from one system. Its record class says the fields, each by the title
+staff read (the header it is read by), the natural key and the personal-data roles; its walk says
+how to reach the rows::
 
     from robots import Field, Record, robot
     from connectors.sandbox import population
@@ -8,58 +10,31 @@ A robot is an async generator function of one ``Walk``, registered with ``@robot
     class Person(Record):
         id_number: str = Field(key=True, role="id_number", title="身份证号")
         name: str = Field(role="name", title="姓名")
+        community: str = Field(role="community", title="社区")  # filled from the account's scope
 
-    @robot(system=population, record=Person)
-    async def people(walk):
-        async for page in walk.pages("/persons?size=100&page={n}"):
-            for row in page.table("table.persons", columns={"身份证号": "id_number", "姓名": "name"}):
-                yield row
+    @robot(system=population, record=Person, title="居民信息")
+    def persons(walk):
+        return walk.pages("/persons?page={n}", last=".pagination a").table("table.persons", Person)
 
-Every other module in this folder is one of the unit's robots; ``sandbox_*.py`` are the
-demo robots of the bundled sandbox systems.
+Every other module in this folder, and every ``*.toml`` file, is one of the unit's robots; modules
+named ``_*.py`` are the framework, ``robots.testing`` the authors' test helpers. ``sandbox_*`` are
+the demo robots of the bundled sandbox systems.
 """
 
-from connectors import (
-    AccountLocked,
-    BadCredentials,
-    HarvestFailure,
-    LayoutChanged,
-    NeedsHuman,
-    SystemUnavailable,
-)
+from connectors import HarvestFailure, LayoutChanged, NeedsHuman, SystemUnavailable
 from robots._page import Page
-from robots._registry import (
-    RobotDeclarationError,
-    RobotSpec,
-    broken,
-    dataset_titles,
-    discover,
-    registered,
-    robot,
-)
-from robots._runner import Harvester, RunReport, run_blocking
+from robots._registry import robot
 from robots._walk import Walk
 from store import Field, Record
 
 __all__ = [
-    "AccountLocked",
-    "BadCredentials",
     "Field",
     "HarvestFailure",
-    "Harvester",
     "LayoutChanged",
     "NeedsHuman",
     "Page",
     "Record",
-    "RobotDeclarationError",
-    "RobotSpec",
-    "RunReport",
     "SystemUnavailable",
     "Walk",
-    "broken",
-    "dataset_titles",
-    "discover",
-    "registered",
     "robot",
-    "run_blocking",
 ]

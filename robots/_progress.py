@@ -1,4 +1,4 @@
-"""A Rich progress display for runs in a terminal: pages, records and records per second."""
+"""A Rich progress display for runs in a terminal (a ``RunHooks``): pages, records and records per second."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from robots._runner import RunReport
+from robots._reports import RunReport
 
 STATUS_TEXT = {"ok": "[green]完成[/green]", "parked": "[red]账号已停用[/red]", "skipped": "跳过"}
 
@@ -42,9 +42,10 @@ class RichProgress:
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
-    def started(self, key: str, title: str) -> None:
+    def started(self, key: str, report: RunReport) -> None:
         # The columns read their text as markup: a title is shown as it is, brackets and all.
-        self._tasks[key] = self._progress.add_task(escape(title), total=None, pages=0, status="")
+        title = escape(f"{report.robot} · {report.account}")
+        self._tasks[key] = self._progress.add_task(title, total=None, pages=0, status="")
 
     def advanced(self, key: str, *, pages: int = 0, records: int = 0) -> None:
         task = self._tasks[key]

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 WalkFunction = Callable[["Walk"], AsyncIterator[Record | dict[str, Any]]]
 DEFAULT_SCHEDULE = "0 2 * * *"  # nightly; the scheduler keeps it inside the system's allowed hours
-FRAMEWORK_MODULES = frozenset({"robots.testing"})  # public, but the authors' test helpers, not a robot
+FRAMEWORK_MODULES = frozenset({"robots.runtime", "robots.testing"})  # public framework modules, not robots
 INVALID_TOLERANCE = 0.01  # share of rows that may fail validation before the layout counts as changed
 
 
@@ -86,9 +86,11 @@ def robot(
             raise RobotDeclarationError(f"机器人 {robot_name}：max_pages={max_pages} 至少应为 1")
         known = _ROBOTS.get(robot_name)
         if known is not None and known.module != walk.__module__:
+            from robots._declared import _file  # it imports this module: the files only when they clash
+
             raise RobotDeclarationError(
-                f"有两个机器人都叫 {robot_name!r}（{known.module} 和 {walk.__module__}）："
-                "请用 name= 给其中一个另起名字"
+                f"有两个机器人都叫 {robot_name!r}（{_file(known.module)} 和 {_file(walk.__module__)}）："
+                "机器人名和数据集名是全局的，不分文件：请用 name= 给其中一个另起名字"
             )
         _ROBOTS[robot_name] = RobotSpec(
             name=robot_name,

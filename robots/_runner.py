@@ -17,15 +17,14 @@ import contextlib
 import dataclasses
 import datetime as dt
 import errno
+import functools
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, Self
 
 from loguru import logger
 from playwright.async_api import Browser, Playwright
@@ -48,115 +47,19 @@ from connectors import (
     start_playwright,
     sweep_orphan_browsers,
 )
-from machine import human_time, local_time, private_dir, tighten, utc_now, write_private
+from machine import human_time, local_time, private_dir, utc_now
+from robots._evidence import mask_cookies, save_evidence
 from robots._records import validated
 from robots._registry import RobotSpec
+from robots._reports import Ending, Hooks, RunHooks, RunLog, RunReport, Trial
 from robots._walk import Walk
 from settings import Settings
-from store import Lease, Record, Run, Store, StoreError, scrub_text
-from vault import AccountInfo, AccountParked, Vault, redact, register_secret
+from store import Lease, Record, Run, Store, StoreError
+from vault import AccountInfo, AccountParked, Vault, redact
 
 STAGE_BATCH = 2_000  # records held before they go to the staging table
-MASKED_COOKIE_LENGTH = 8  # shorter values (flags like "1" or "zh") would mask ordinary words
 ACCOUNT_LEASE_S = 120.0  # renewed every 40 s while a run holds it; a holder that hangs frees it after this
 LEASE_POLL_S = 0.5
-TEXT_EVIDENCE = (".html", ".json", ".txt")
-
-
-class Outcome:
-    """What a run's report and a check's trial share: how it ended, and the exit code that says so."""
-
-    status: str
-    kind: str | None
-
-    @property
-    def exit_code(self) -> int:
-        if self.status in ("ok", "skipped"):
-            return 0
-        return failure_class(self.kind).exit_code
-
-
-@dataclass(frozen=True)
-class RunReport(Outcome):
-    """How one robot × account run ended, for the terminal, the scheduler and alerts."""
-
-    robot: str
-    system: str
-    account: str
-    dataset: str
-    status: str  # ok / failed / cancelled / parked / skipped / busy (another run held the account)
-    kind: str | None = None  # a HarvestFailure kind: bad_credentials, locked, …, disk_full, account_busy
-    message: str = ""
-    run_id: str | None = None
-    records: int = 0
-    pages: int = 0
-    new: int = 0
-    changed: int = 0
-    unchanged: int = 0
-    gone: int = 0
-    back: int = 0
-    seconds: float = 0.0
-    logins: int = 0
-    artifacts: str | None = None
-
-
-@dataclass(frozen=True)
-class Trial(Outcome):
-    """What ``harvest check`` read of a robot's first pages, validated and never staged."""
-
-    robot: str
-    system: str
-    account: str
-    dataset: str
-    scope: str
-    status: str  # as a run's: ok / failed / parked / skipped / busy
-    kind: str | None = None
-    message: str = ""
-    records: list[Record] = dataclasses.field(default_factory=list)
-    pages: int = 0  # the pages the records came from
-    expected: int | None = None  # the total the system stated (walk.expected)
-    first_page: int = 0  # rows on the first page: the page size the stated total is measured in
-    invalid: int = 0  # rows read that did not become records (failed validation, or cells missing)
-    whole: bool = False  # the walk read the list to its end and passed a run's end-of-walk checks
-    seconds: float = 0.0
-    artifacts: str | None = None
-
-
-_Report = TypeVar("_Report", RunReport, Trial)
-
-
-@dataclass(frozen=True)
-class _Ending:
-    """How a run or a check ended without records: refused before logging in, or failed."""
-
-    status: str
-    kind: str | None
-    message: str
-    artifacts: str | None = None
-
-    def onto(self, report: _Report) -> _Report:
-        return dataclasses.replace(report, **dataclasses.asdict(self))
-
-
-class Progress(Protocol):
-    """Where a run reports pages and records as they arrive (the CLI draws a Rich bar)."""
-
-    def started(self, key: str, title: str) -> None: ...
-
-    def advanced(self, key: str, *, pages: int = 0, records: int = 0) -> None: ...
-
-    def finished(self, key: str, report: RunReport) -> None: ...
-
-
-class NoProgress:
-    def started(self, key: str, title: str) -> None:
-        pass
-
-    def advanced(self, key: str, *, pages: int = 0, records: int = 0) -> None:
-        pass
-
-    def finished(self, key: str, report: RunReport) -> None:
-        pass
 
 
 class Harvester:
@@ -168,14 +71,14 @@ class Harvester:
         store: Store,
         vault: Vault,
         *,
-        progress: Progress | None = None,
+        hooks: Sequence[RunHooks] = (),
         interactive: bool = False,
         holder: str = "harvest run",
     ) -> None:
         self.settings = settings
         self.store = store
         self.vault = vault
-        self.progress = progress or NoProgress()
+        self.hooks = Hooks([RunLog(), *hooks])  # what every run tells as it goes
         self.interactive = interactive
         self.holder = holder  # what holds an account while a run of ours runs, as others are told
         self._playwright: Playwright | None = None
@@ -214,12 +117,15 @@ class Harvester:
         return dataclasses.replace(declared, base_url=url) if url else declared
 
     async def run(self, robot: RobotSpec, account: str) -> RunReport:
-        """One run of ``robot`` with ``account``, holding the account's lease."""
+        """One run of ``robot`` with ``account``, holding the account's lease; the hooks hear how it ended."""
         system = self.system(robot.system)
         async with self._holding(robot, system, account, command="run") as busy:
             if busy is not None:
-                return busy.onto(RunReport(robot.name, system.name, account, robot.dataset, busy.status))
-            return await self._run(robot, system, account)
+                report = busy.onto(RunReport(robot.name, system.name, account, robot.dataset, busy.status))
+            else:
+                report = await self._run(robot, system, account)
+        self.hooks.finished(f"{robot.name}/{account}", report)
+        return report
 
     async def trial(
         self,
@@ -244,7 +150,7 @@ class Harvester:
     @contextlib.asynccontextmanager
     async def _holding(
         self, robot: RobotSpec, system: System, account: str, *, command: str
-    ) -> AsyncIterator[_Ending | None]:
+    ) -> AsyncIterator[Ending | None]:
         """Hold the account's lease for the block (None), or say why another holds it (``busy``).
 
         Runs of one account in this process queue for each other; a run elsewhere holding the
@@ -262,16 +168,18 @@ class Harvester:
             finally:
                 lease.release()
 
-    def _refusal(self, system: System, info: AccountInfo) -> _Ending | None:
+    def _refusal(self, system: System, info: AccountInfo) -> Ending | None:
         """Why this account may not log in now (parked, or outside the system's hours); None if it may."""
         if info.status == "parked":
             return self._parked(info)
         if not system.politeness.allows(local_time(utc_now(), self.settings.timezone)):
             hours = "–".join(f"{hour} 点" for hour in system.politeness.hours or ())
-            return _Ending("skipped", None, f"{system.name} 只允许在每天 {hours}之间采集，本次跳过")
+            return Ending("skipped", None, f"{system.name} 只允许在每天 {hours}之间采集，本次跳过")
         return None
 
     async def _run(self, robot: RobotSpec, system: System, account: str) -> RunReport:
+        """A run's stages: the account's secrets and session, the walk, validating and staging what
+        it yields, publishing; any failure instead ends it as its kind says, the snapshot untouched."""
         info = self.vault.get(system.name, account)
         base = RunReport(robot.name, system.name, account, robot.dataset, status="running")
         refusal = self._refusal(system, info)
@@ -285,29 +193,19 @@ class Harvester:
             account=account,
             scope=info.scope,
         )
+        base = dataclasses.replace(base, run_id=run_id)
         key = f"{robot.name}/{account}"
-        self.progress.started(key, f"{robot.name} · {account}")
         started = time.monotonic()
         walk: Walk | None = None
         session: Session | None = None
         with logger.contextualize(run=run_id[:8]):
-            logger.info("运行 {} 开始：{}，账号 {}/{}", run_id[:8], robot.name, system.name, account)
+            self.hooks.started(key, base)
             try:
                 session = await self._session(robot, system, info, run_id)
-                walk = Walk(
-                    session,
-                    run_id=run_id,
-                    account=account,
-                    scope=info.scope,
-                    settings=self.settings,
-                    on_page=lambda: self.progress.advanced(key, pages=1),
-                    max_pages=robot.max_pages,
-                )
+                page_read = functools.partial(self.hooks.advanced, key, pages=1)
+                walk = self._walk(robot, session, run_id, info, on_page=page_read)
                 records = await self._harvest(robot, walk, run_id, key)
-                run = await asyncio.to_thread(
-                    self.store.publish, run_id, complete=True, pages=walk.pages_read
-                )
-                report = _from_run(base, run, records=records)
+                report = await self._publish(base, walk, records)
             except asyncio.CancelledError:
                 self.store.fail(run_id, "cancelled", "运行已被中止，没有发布任何数据", status="cancelled")
                 raise
@@ -317,21 +215,37 @@ class Harvester:
             finally:
                 if session is not None:
                     await self._keep_session(system, account, session)
-            report = dataclasses.replace(
-                report,
-                seconds=round(time.monotonic() - started, 2),
-                pages=walk.pages_read if walk else 0,
-                logins=session.logins if session else 0,
-            )
-            log = logger.info if report.status == "ok" else logger.error
-            log(
-                "运行 {} 结束：{}{}",
-                run_id[:8],
-                report.status,
-                f"（{report.kind}）：{report.message}" if report.kind else "",
-            )
-        self.progress.finished(key, report)
-        return report
+        return dataclasses.replace(
+            report,
+            seconds=round(time.monotonic() - started, 2),
+            pages=walk.pages_read if walk else 0,
+            logins=session.logins if session else 0,
+        )
+
+    def _walk(
+        self,
+        robot: RobotSpec,
+        fetcher: Fetcher,
+        run_id: str,
+        info: AccountInfo,
+        *,
+        on_page: Callable[[], None] = lambda: None,
+    ) -> Walk:
+        return Walk(
+            fetcher,
+            run_id=run_id,
+            account=info.account,
+            scope=info.scope,
+            settings=self.settings,
+            on_page=on_page,
+            max_pages=robot.max_pages,
+        )
+
+    async def _publish(self, base: RunReport, walk: Walk, records: int) -> RunReport:
+        """The staged records become the snapshot, in one transaction."""
+        assert base.run_id is not None
+        run = await asyncio.to_thread(self.store.publish, base.run_id, complete=True, pages=walk.pages_read)
+        return _from_run(base, run, records=records)
 
     async def _trial(
         self,
@@ -354,14 +268,7 @@ class Harvester:
             logger.info("检查 {} 开始：{}，账号 {}/{}", trial_id[:8], robot.name, system.name, account)
             try:
                 session = await self._session(robot, system, info, trial_id)
-                walk = Walk(
-                    wrap(session) if wrap is not None else session,
-                    run_id=trial_id,
-                    account=account,
-                    scope=info.scope,
-                    settings=self.settings,
-                    max_pages=robot.max_pages,
-                )
+                walk = self._walk(robot, wrap(session) if wrap is not None else session, trial_id, info)
                 trial = await _first_pages(robot, walk, pages, base)
             except Exception as exc:
                 trial = (await self._ending(exc, robot, system, account, trial_id, walk, session)).onto(base)
@@ -385,7 +292,7 @@ class Harvester:
         run_id: str,
         walk: Walk | None,
         session: Session | None,
-    ) -> _Ending:
+    ) -> Ending:
         """``exc`` as the run's (or check's) outcome: its kind, the account parked where the system
         rejected the password, the evidence saved where the layout drifted or the robot failed."""
         if isinstance(exc, AccountParked):  # another process parked it since we looked
@@ -398,7 +305,7 @@ class Harvester:
                 f"机器人出错（{type(exc).__name__}: {exc}）：请查看运行目录中的 traceback.txt，"
                 "修正机器人后再运行"
             )
-            return _Ending("failed", "error", redact(message), artifacts)
+            return Ending("failed", "error", redact(message), artifacts)
         if failure.parks:
             self.vault.park(system.name, account, kind=failure.kind, message=str(failure))
         artifacts = (
@@ -406,7 +313,7 @@ class Harvester:
             if isinstance(failure, LayoutChanged) or failure.evidence
             else None
         )
-        return _Ending("parked" if failure.parks else "failed", failure.kind, redact(str(failure)), artifacts)
+        return Ending("parked" if failure.parks else "failed", failure.kind, redact(str(failure)), artifacts)
 
     async def _session(self, robot: RobotSpec, system: System, info: AccountInfo, run_id: str) -> Session:
         key = (system.name, info.account)
@@ -432,7 +339,7 @@ class Harvester:
             state=self.vault.load_session(system.name, info.account),
             recycle_pages=self.settings.context_recycle_pages,
             allow=robot.allow,
-            on_login=_mask_cookies,
+            on_login=mask_cookies,
             ledger=self.vault.login_ledger(system.name, info.account),
         )
         try:
@@ -460,7 +367,7 @@ class Harvester:
 
     async def _stage(self, run_id: str, batch: list[Record], key: str) -> None:
         await asyncio.to_thread(self.store.stage, run_id, batch)
-        self.progress.advanced(key, records=len(batch))
+        self.hooks.advanced(key, records=len(batch))
 
     async def _keep_session(self, system: System, account: str, session: Session) -> None:
         try:
@@ -485,49 +392,22 @@ class Harvester:
         session: Session | None,
         error: BaseException | None = None,
         files: dict[str, bytes] | None = None,
-    ) -> str | None:
-        """Save what the robot last saw (HTML or JSON, a masked screenshot, the traceback).
-
-        Evidence leaves the store like any record: every text is redacted of the run's secrets and
-        has its ID and phone numbers masked, the screenshot shows the masked page, and every file is
-        readable by its owner only.
-        """
+    ) -> str:
         folder = private_dir(self._artifacts(run_id), within=self.settings.data_dir)
-        for name, data in (files or {}).items():  # the login page a failure brought along
-            if name.endswith(TEXT_EVIDENCE):  # a page may echo what was typed into it
-                data = _masked_text(data.decode("utf-8", errors="replace")).encode("utf-8")
-            write_private(folder / name, data)
-        body = _masked_text(walk.last_body) if walk is not None and walk.last_body else ""
-        if walk is not None and body:
-            suffix = ".json" if body.lstrip().startswith(("{", "[")) else ".html"
-            write_private(folder / f"last-page{suffix}", body)
-            write_private(folder / "last-url.txt", _masked_text(walk.last_url) + "\n")
-        if session is not None:
-            try:
-                page = await session.page()
-                if body.lstrip().startswith("<"):  # the page as fetched, masked, rather than as it is now
-                    await page.set_content(body)
-                await session.screenshot(page, folder / "screenshot.png")
-            except Exception as exc:  # evidence is best effort: never hide the run's own failure
-                logger.debug("no screenshot: {}", exc)
-        if error is not None:
-            text = _masked_text("".join(traceback.format_exception(error)))
-            write_private(folder / "traceback.txt", text)
-        for path in folder.iterdir():  # the screenshot (and captcha images) are written by others
-            tighten(path)
+        await save_evidence(folder, walk, session, error=error, files=files)
         return str(folder)
 
     def _artifacts(self, run_id: str) -> Path:
         return self.settings.data_dir / "runs" / run_id
 
-    def _failed(self, base: RunReport, run_id: str, ending: _Ending) -> RunReport:
+    def _failed(self, base: RunReport, run_id: str, ending: Ending) -> RunReport:
         try:
             self.store.fail(run_id, ending.kind or "error", ending.message, artifacts=ending.artifacts)
         except StoreError as exc:  # the next start closes the run (`killed`): say so, keep the real outcome
             logger.error("运行 {} 的结果未能写入数据库（{}）", run_id[:8], exc)
         return dataclasses.replace(ending.onto(base), run_id=run_id)
 
-    def _busy(self, robot: RobotSpec, system: System, account: str, lease: Lease, command: str) -> _Ending:
+    def _busy(self, robot: RobotSpec, system: System, account: str, lease: Lease, command: str) -> Ending:
         holder = lease.holder()
         zone = self.settings.timezone
         who = "另一次运行" if holder is None else f"{holder}，{human_time(_epoch(holder.since), zone)} 起"
@@ -535,15 +415,15 @@ class Harvester:
             f"账号 {system.name}/{account} 正被{who}占用，等待 {self.settings.account_wait_s:g} 秒仍未释放，"
             f"本次未运行：待其结束后再运行 `harvest {command} {robot.name} --account {account}`"
         )
-        return _Ending("busy", AccountBusy.kind, message)
+        return Ending("busy", AccountBusy.kind, message)
 
-    def _parked(self, info: AccountInfo) -> _Ending:
+    def _parked(self, info: AccountInfo) -> Ending:
         since = f"自 {human_time(info.parked_at, self.settings.timezone)} 起" if info.parked_at else ""
         message = (
             f"账号 {info.system}/{info.account} {since}已停用（{info.parked_kind}），本次没有尝试登录："
             f"用 `harvest vault set {info.system} {info.account} --password` 更新后即可恢复"
         )
-        return _Ending("parked", info.parked_kind or "bad_credentials", message)
+        return Ending("parked", info.parked_kind or "bad_credentials", message)
 
 
 async def _wait_for(lease: Lease, seconds: float) -> bool:
@@ -636,16 +516,6 @@ def _from_run(base: RunReport, run: Run, *, records: int) -> RunReport:
         gone=run.gone,
         back=run.back,
     )
-
-
-def _mask_cookies(values: list[str]) -> None:
-    for value in values:
-        if len(value) >= MASKED_COOKIE_LENGTH:
-            register_secret(value)
-
-
-def _masked_text(text: str) -> str:
-    return scrub_text(redact(text))
 
 
 def run_blocking(call: Callable[[], Any]) -> Any:

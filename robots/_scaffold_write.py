@@ -7,6 +7,7 @@ scaffold is a first draft, and the unit's own edits of an earlier one are worth 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 from robots._scaffold_fields import Guess
 from robots._scaffold_find import Found, Listing, split_url
 
+_BARE = re.compile(r"[A-Za-z0-9_-]+")
 SHAPES = {
     "pages": "带页码的列表页",
     "follow": "靠“下一页”链接翻页的列表页",
@@ -88,18 +90,21 @@ from connectors import FormLogin, System
 
 
 def robot_text(found: Found, *, dataset: str) -> str:
+    """The robot in the compact form the demo robots use: ``robot`` and ``list`` inline, a line a field."""
     listing = found.listing
+    head = {"system": found.name, "dataset": dataset, "title": found.list_title, "schedule": "0 2 * * *"}
     lines = [
         f"# robots/{found.name}.toml：由 harvest new 写出的声明式机器人（格式见 README「声明式机器人」）",
         *_found(listing),
+        "",
+        f"robot = {_value(head)}",
+        "",
+        SHAPE_HELP,
+        f"list = {_value({'shape': listing.shape, 'path': listing.path, **listing.options})}",
+        "",
+        "[fields]",
+        *map(_field, listing.fields),
     ]
-    lines += ["", "[robot]", f"system = {_s(found.name)}", f"dataset = {_s(dataset)}"]
-    lines += [f"title = {_s(found.list_title)}", 'schedule = "0 2 * * *"', "", "[list]"]
-    lines += [f"shape = {_s(listing.shape)}", f"path = {_s(listing.path)}"]
-    lines += [f"{key} = {_value(value)}" for key, value in listing.options.items()]
-    lines.append(SHAPE_HELP)
-    for guess in listing.fields:
-        lines += ["", "[[field]]", *_field(guess)]
     return "\n".join(lines) + "\n"
 
 
@@ -161,29 +166,34 @@ def _found(listing: Listing, prefix: str = "# ") -> list[str]:
     return lines + [f"{prefix}请检查：{check}" for check in checks]
 
 
-def _field(guess: Guess) -> list[str]:
-    lines = [f"name = {_s(guess.name)}" + ("  # TODO 改个英文名" if not guess.named else "")]
-    lines.append(
-        f"title = {_s(guess.title)}" + ("" if guess.source else "  # 列表上没有这一列：由账号的 scope 填写")
-    )
-    if guess.aliases:
-        lines.append(f"aliases = {_value(list(guess.aliases))}")
-    if guess.type != "str":
-        lines.append(f"type = {_s(guess.type)}")
-    if guess.role:
-        lines.append(f"role = {_s(guess.role)}")
-    if guess.key:
-        lines.append("key = true")
-    if guess.optional:
-        lines.append("optional = true")
-    return lines
+def _field(guess: Guess) -> str:
+    """``name = { title = "姓名", role = "name" }``; ``gender = "性别"`` for a field that is only a title."""
+    keys = {
+        "title": guess.title,
+        "aliases": list(guess.aliases),
+        "type": guess.type if guess.type != "str" else None,
+        "role": guess.role,
+        "key": guess.key,
+        "optional": guess.optional,
+    }
+    written = {key: value for key, value in keys.items() if value}
+    notes = [] if guess.named else ["TODO 改个英文名"]
+    if not guess.source:
+        notes.append("列表上没有这一列：由账号的 scope 填写")
+    line = f"{guess.name} = {_s(guess.title) if len(written) == 1 else _value(written)}"
+    return line + (f"  # {'；'.join(notes)}" if notes else "")
 
 
 def _value(value: Any) -> str:
     """A TOML value: JSON's strings, numbers, booleans and arrays are TOML's too; tables inline."""
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_s(k)} = {_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, dict) and value:  # spaced as the demo robots write them: { shape = "pages" }
+        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
     return json.dumps(value, ensure_ascii=False)
+
+
+def _key(name: str) -> str:
+    """A bare key where TOML allows one (every field name); a query parameter may need quotes."""
+    return name if _BARE.fullmatch(name) else _s(name)
 
 
 def _s(text: str) -> str:
@@ -191,7 +201,7 @@ def _s(text: str) -> str:
 
 
 SHAPE_HELP = """\
-# 其他形状及其键（按页面改写上面的 [list]）：
+# 其他形状及其键（按页面改写下面的 list）：
 #   pages:     path 含 {n}（页码的位置），table = "表格的 css"，last = "翻页栏链接的 css"，render = false
 #   follow:    table = "css"，next = "“下一页”链接的 css"，render = true（链接是 javascript: 时）
 #   load_more: item = "一张卡片的 css"，button = "“加载更多”按钮的 css"

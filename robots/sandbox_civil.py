@@ -23,7 +23,7 @@ class ElderlyCare(Record):
 
 @robot(system=civil, record=ElderlyCare, dataset="elderly", title="养老服务")
 async def elderly(walk: Walk):
-    """Elderly-care records (养老服务对象) of the account's community, from /api/elderly/list."""
+    """账号所在社区的养老服务对象，读 /api/elderly/list 接口。"""
     async for rows in walk.api_pages("/api/elderly/list", size=100, fields=ElderlyCare):
         for row in rows:
             yield row

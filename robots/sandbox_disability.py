@@ -26,5 +26,5 @@ class Disabled(Record):
 
 @robot(system=disability, record=Disabled, dataset="disability", title="残疾人信息")
 def disabled(walk: Walk):
-    """Card holders (持证残疾人) of the account's community, ten to a page."""
+    """账号所在社区的持证残疾人，每页 10 人，翻页靠提交表单。"""
     return walk.follow("/List.aspx", next="a:has-text('下一页')").table("#gvList", Disabled)

@@ -23,6 +23,6 @@ class MarketEntity(Record):
 
 @robot(system=market, record=MarketEntity, dataset="entities", title="市场主体")
 async def entities(walk: Walk):
-    """Market subjects (市场主体名录) registered in the account's community, from the .xlsx export."""
+    """账号所在社区登记的市场主体名录，读系统导出的 .xlsx 报表。"""
     for row in await walk.excel("/entities/export.xlsx", MarketEntity):
         yield row

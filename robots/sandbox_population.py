@@ -31,5 +31,5 @@ class Person(Record):
 
 @robot(system=population, record=Person, dataset="persons", title="人口信息")
 def persons(walk: Walk):
-    """Every resident of the account's community (人员信息), 100 to a page."""
+    """账号所在社区的全部人员信息，每页 100 人。"""
     return walk.pages("/persons?size=100&page={n}", last=PAGER).table("table.persons", Person)

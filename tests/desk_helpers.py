@@ -19,7 +19,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from desk import create_app
-from robots import discover
+from robots.runtime import discover
 from robots.sandbox_civil import ElderlyCare
 from robots.sandbox_population import Person
 from sandbox import World

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from robots import Harvester, RobotSpec, RunReport, discover, registered, run_blocking
+from robots.runtime import Harvester, RobotSpec, RunReport, discover, registered, run_blocking
 from settings import Settings
 from store import Store
 from vault import Vault

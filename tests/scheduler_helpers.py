@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from robots import RobotSpec
+from robots.runtime import RobotSpec
 from scheduler import HarvestScheduler
 from settings import Settings
 

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 import robots
 from cli import app
-from robots import broken, discover
+from robots._registry import _ROBOTS
+from robots.runtime import broken, discover
 from sandbox import Sandbox
 from settings import Settings
 from vault import Vault
@@ -81,6 +82,28 @@ def test_discovery_keeps_each_broken_module_aside_with_file_line_and_error(
         why = mine[f"unitbots.{name}"]
         assert why.startswith(f"unitbots/{name}.py:") and words in why and "\n" not in why, why
     assert "unitbots.zz_half" not in sys.modules
+
+
+def test_two_robots_of_one_name_are_refused_naming_both_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "twinbots").mkdir()
+    (tmp_path / "twinbots" / "__init__.py").write_text("")
+    twin = RECORD + "\n\n@robot(system=civil, record=Thing)\nasync def zz_twin(walk):\n    yield {}\n"
+    for name in ("zz_first", "zz_second"):
+        (tmp_path / "twinbots" / f"{name}.py").write_text(twin, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    try:
+        found = discover("twinbots")
+        why = broken("twinbots")["twinbots.zz_second"]
+    finally:
+        _ROBOTS.pop("zz_twin", None)
+        for module in ("twinbots", "twinbots.zz_first", "twinbots.zz_second"):
+            sys.modules.pop(module, None)
+    assert found["zz_twin"].module == "twinbots.zz_first"  # the first file's robot still runs
+    assert why.startswith("twinbots/zz_second.py:") and "\n" not in why, why
+    assert "（twinbots/zz_first.py 和 twinbots/zz_second.py）" in why and "机器人名和数据集名是全局的" in why
 
 
 def test_list_names_the_broken_files_and_lists_every_other_robot(

@@ -10,9 +10,8 @@ import sqlalchemy as sa
 from typer.testing import CliRunner, Result
 
 from cli import app
-from robots import discover
 from robots._check import findings
-from robots._runner import Trial
+from robots.runtime import Trial, discover
 from sandbox import Sandbox
 from settings import Settings, load_settings
 from store import Store, record_spec

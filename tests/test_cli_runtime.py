@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -10,8 +11,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from cli import _print_reports, app
-from robots import RunReport
-from robots._progress import RichProgress
+from robots.runtime import RichProgress, RunReport
 from sandbox import Sandbox
 from settings import Settings
 from vault import Vault
@@ -99,7 +99,8 @@ def test_the_run_summary_and_progress_show_messages_as_written(capsys: pytest.Ca
     assert _print_reports([report]) == 5
     assert message in capsys.readouterr().err
     drawn = Console(file=io.StringIO(), width=200)
+    running = dataclasses.replace(report, account="[staff]", status="running", kind=None)
     with RichProgress(drawn) as progress:
-        progress.started("run-1", "admin_pages · [staff]")
+        progress.started("run-1", running)
         progress.finished("run-1", report)
     assert "admin_pages · [staff]" in drawn.file.getvalue()

@@ -8,7 +8,7 @@ import inspect
 import sys
 from pathlib import Path
 
-from robots import RobotSpec, discover
+from robots.runtime import RobotSpec, discover
 from sandbox import SPECS
 
 MAX_LINES = 15

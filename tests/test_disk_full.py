@@ -41,7 +41,7 @@ class FillAt:
     def __init__(self, point: str, tiny: Path) -> None:
         self.point, self.tiny = point, tiny
 
-    def started(self, key: str, title: str) -> None:
+    def started(self, key: str, report: object) -> None:
         if self.point == "stage":
             _fill(self.tiny)
 
@@ -55,7 +55,7 @@ class FillAt:
 
 def _drive(point: str, tiny: Path) -> None:
     """Inside the namespace: one run of `elderly` with donghu; prints its report and its run record."""
-    from robots import Harvester, RunReport, discover, run_blocking
+    from robots.runtime import Harvester, RunReport, discover, run_blocking
     from settings import load_settings
     from store import Run, Store, make_engine
     from vault import Vault
@@ -64,7 +64,7 @@ def _drive(point: str, tiny: Path) -> None:
     store, vault = Store(make_engine(settings.resolved_database_url)), Vault.open(settings)
 
     async def go() -> RunReport:
-        async with Harvester(settings, store, vault, progress=FillAt(point, tiny)) as harvester:
+        async with Harvester(settings, store, vault, hooks=[FillAt(point, tiny)]) as harvester:
             return await harvester.run(discover()["elderly"], "donghu")
 
     report = run_blocking(go)

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from desk import create_app
-from robots import discover
+from robots.runtime import discover
 from sandbox import SPECS, World
 from settings import load_settings
 from store import REF_COLUMN, Record, Snapshot, Store, make_engine, record_spec

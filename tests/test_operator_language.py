@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from connectors import HarvestFailure
-from robots import RobotDeclarationError
+from robots.runtime import RobotDeclarationError
 from store import RevealRefused, StoreError, UnknownDataset
 
 ROOT = Path(__file__).resolve().parent.parent

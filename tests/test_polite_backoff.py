@@ -12,7 +12,7 @@ from playwright.async_api import async_playwright
 from connectors import Credentials, Polite, Politeness, Session, SolverChain, launch_browser
 from connectors._polite import RATE_FLOOR, RATE_STEP, Pace
 from connectors.sandbox import population
-from robots import run_blocking
+from robots.runtime import run_blocking
 from sandbox import Sandbox
 from settings import load_settings
 from vault import Secret

@@ -14,7 +14,7 @@ import pytest
 from loguru import logger
 
 from machine import exposed_paths, open_private, private_dir, private_file
-from robots._logs import configure_logging
+from robots.runtime import configure_logging
 from sandbox import Sandbox, World
 from settings import Settings
 from store import Store, make_engine, scrub_text

@@ -9,10 +9,11 @@ from collections.abc import Mapping
 import pytest
 
 from connectors import Fetched, LayoutChanged, Polite, Politeness, System
-from robots import Field, Record, Walk, run_blocking
+from robots import Field, Record, Walk
 from robots._page import Page, rename
 from robots._records import validated
 from robots._registry import RobotSpec
+from robots.runtime import run_blocking
 from settings import load_settings
 from store import RecordDeclarationError
 

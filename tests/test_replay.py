@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 
 from cli import app
 from connectors import LayoutChanged
-from robots import Field, Record, Walk, discover, registered, run_blocking
+from robots import Field, Record, Walk
 from robots._cassette import SEALED, TOKEN, Cassette, CassetteError, Entry, ReplayMiss, scrubbed
+from robots.runtime import discover, registered, run_blocking
 from robots.testing import assert_records, fake_walk, replay
 from sandbox import Sandbox
 from settings import Settings, load_settings

@@ -11,19 +11,10 @@ import pytest
 
 from connectors import LayoutChanged, Polite, Politeness, SystemUnavailable
 from connectors.sandbox import population
-from robots import (
-    Field,
-    Page,
-    Record,
-    RobotDeclarationError,
-    Walk,
-    dataset_titles,
-    discover,
-    robot,
-    run_blocking,
-)
+from robots import Field, Page, Record, Walk, robot
 from robots._page import rename
 from robots._registry import _ROBOTS
+from robots.runtime import RobotDeclarationError, dataset_titles, discover, run_blocking
 from robots.sandbox_population import Person
 
 TABLE = """<table class="persons"><thead><tr><th>序号</th><th>姓名</th><th>身份证号</th></tr></thead>
@@ -89,7 +80,7 @@ def test_demo_robots_are_discovered_with_their_options() -> None:
     assert {"persons", "households", "elderly", "entities"} <= set(robots)
     persons = robots["persons"]
     assert (persons.system.name, persons.dataset, persons.schedule) == ("population", "persons", "0 2 * * *")
-    assert persons.doc.startswith("Every resident")
+    assert persons.doc.startswith("账号所在社区的全部人员信息")
 
 
 def test_politeness_spaces_request_starts_and_caps_those_in_flight() -> None:

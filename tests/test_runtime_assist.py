@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from connectors.sandbox_assist import assist
-from robots import Walk, discover, robot
+from robots import Walk, robot
+from robots.runtime import discover
 from sandbox import Sandbox, generate_world
 from settings import Settings
 from store import Store

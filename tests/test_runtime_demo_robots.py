@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from robots import discover
+from robots.runtime import discover
 from sandbox import Sandbox
 from settings import Settings
 from store import Store

@@ -9,7 +9,8 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from robots import RobotSpec, Walk, discover
+from robots import Walk
+from robots.runtime import RobotSpec, discover
 from sandbox import Sandbox, SandboxSystem
 from settings import Settings
 from store import Store

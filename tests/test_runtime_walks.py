@@ -9,8 +9,9 @@ from playwright.async_api import async_playwright
 
 from connectors import Polite, Session, SolverChain, launch_browser
 from connectors.sandbox import civil, market, population
-from robots import Walk, discover, robot, run_blocking
+from robots import Walk, robot
 from robots._page import rename
+from robots.runtime import discover, run_blocking
 from robots.sandbox_civil import ElderlyCare
 from robots.sandbox_market import MarketEntity
 from robots.sandbox_population import PAGER, Person

@@ -15,9 +15,11 @@ import connectors
 from cli import app
 from robots._declared import declare
 from robots._registry import _ROBOTS
-from robots._scaffold_fields import from_headers, guess_type
+from robots._scaffold_fields import Guess, from_headers, guess_type
 from robots._scaffold_find import (
     Captured,
+    Found,
+    Listing,
     find_api,
     find_cards,
     find_pager,
@@ -26,11 +28,12 @@ from robots._scaffold_find import (
     json_titles,
     proof_selector,
 )
+from robots._scaffold_write import robot_text
 from sandbox import Sandbox
 from sandbox._civil import COLUMNS as CIVIL_COLUMNS
 from sandbox._population import PERSON_COLUMNS
 from settings import Settings
-from store import Store
+from store import Store, record_spec
 from tests.runtime_helpers import harvest, snapshot
 from vault import Vault
 
@@ -136,16 +139,61 @@ def test_repeated_cards_under_a_load_more_button_are_found() -> None:
     )
 
 
-def test_template_writes_commented_files_and_never_overwrites(tmp_path: Path) -> None:
+def test_template_writes_commented_files_and_never_overwrites(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     args = ["new", "somesys", "--template", "--into", str(tmp_path)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     robot = (tmp_path / "robots" / "somesys.toml").read_text(encoding="utf-8")
-    assert tomllib.loads(robot)["robot"]["system"] == "somesys" and "# 其他形状" in robot
-    assert (tmp_path / "connectors" / "somesys.py").exists()
+    lines = robot.splitlines()
+    head = 'robot = { system = "somesys", dataset = "somesys", title = "somesys", schedule = "0 2 * * *" }'
+    assert head in lines and "# 其他形状及其键（按页面改写下面的 list）：" in lines
+    first = 'id_number = { title = "身份证号", role = "id_number", key = true }'
+    assert lines[lines.index("[fields]") + 1] == first and "[[field]]" not in lines
     assert (tmp_path / "tests" / "test_somesys_replay.py").exists()
+    monkeypatch.setattr(connectors, "__path__", [*connectors.__path__, str(tmp_path / "connectors")])
+    try:
+        spec = declare(tmp_path / "robots" / "somesys.toml")
+    finally:
+        _ROBOTS.pop("somesys", None)
+        sys.modules.pop("connectors.somesys", None)
+    assert spec.system.name == "somesys"
+    assert list(spec.record.model_fields) == ["id_number", "name", "community"]
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "已经存在" in again.output and "somesys.py" in again.output
+
+
+def test_the_robot_is_written_one_line_a_field_with_its_notes_at_the_end(tmp_path: Path) -> None:
+    fields = [
+        Guess("archive_no", "档案编号", key=True, aliases=("archiveNo2",)),
+        Guess("gender", "性别"),
+        Guess("field_3", "婚姻状况", named=False),
+        Guess("subsidy", "补贴", type="decimal", optional=True),
+        Guess("community", "社区", role="community", source=False),
+    ]
+    options = {"page_param": "pageNum", "size": 100, "params": {"status": 1, "type[]": "a"}}
+    listing = Listing("api", "/api/list", options, fields, 20, stated_total=41)
+    found = Found("civil", "民政", BASE, "/login", "/elderly", "#u", True, "none", listing, "老人")
+    text = robot_text(found, dataset="zz_written")
+    lines = text.splitlines()
+    assert lines[lines.index("[fields]") + 1 :] == [
+        'archive_no = { title = "档案编号", aliases = ["archiveNo2"], key = true }',
+        'gender = "性别"',
+        'field_3 = "婚姻状况"  # TODO 改个英文名',
+        'subsidy = { title = "补贴", type = "decimal", optional = true }',
+        'community = { title = "社区", role = "community" }  # 列表上没有这一列：由账号的 scope 填写',
+    ]
+    listed = tomllib.loads(text)["list"]
+    assert listed == {"shape": "api", "path": "/api/list", **options}
+    (tmp_path / "civil.toml").write_text(text, encoding="utf-8")
+    try:
+        spec = declare(tmp_path / "civil.toml")
+    finally:
+        _ROBOTS.pop("civil", None)
+    assert (spec.dataset, spec.title, spec.system.name) == ("zz_written", "老人", "civil")
+    columns = {c.name: c for c in record_spec(spec.record).columns}
+    assert columns["archive_no"].aliases == ("archiveNo2",) and columns["subsidy"].nullable
 
 
 @pytest.mark.browser

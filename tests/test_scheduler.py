@@ -22,7 +22,8 @@ from sqlmodel import Session, select
 from alerts import dingtalk_sign
 from connectors import Politeness, owned_browsers
 from connectors.sandbox import civil
-from robots import Walk, discover, robot
+from robots import Walk, robot
+from robots.runtime import discover
 from robots.sandbox_civil import ElderlyCare
 from sandbox import Sandbox
 from scheduler import HarvestScheduler, SchedulerBusy

@@ -22,8 +22,8 @@ import pytest
 from loguru import logger
 
 from connectors.sandbox import civil
-from robots import RunReport, Walk, discover, registered, robot
-from robots._logs import configure_logging
+from robots import Walk, robot
+from robots.runtime import RunReport, configure_logging, discover, registered
 from robots.sandbox_civil import ElderlyCare
 from sandbox import Sandbox
 from settings import Settings

@@ -13,7 +13,8 @@ import pytest
 
 from connectors import LayoutChanged, SystemUnavailable
 from connectors.sandbox import population
-from robots import RobotDeclarationError, Walk, registered, robot, run_blocking
+from robots import Walk, robot
+from robots.runtime import RobotDeclarationError, registered, run_blocking
 from robots.sandbox_population import Person
 from tests.desk_helpers import served
 from tests.walk_helpers import COLUMNS, ListSystem, list_app, logged_in, walk_once, walked

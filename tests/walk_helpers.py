@@ -34,7 +34,8 @@ from connectors import (
     System,
     launch_browser,
 )
-from robots import Walk, run_blocking
+from robots import Walk
+from robots.runtime import run_blocking
 from settings import load_settings
 from vault import Secret
 

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from robots import discover
+from robots.runtime import discover
 from sandbox import Sandbox, generate_world
 from settings import load_settings
 from vault import Vault
