@@ -30,7 +30,6 @@ from robots._scaffold_find import (
 )
 from robots._scaffold_write import robot_text
 from sandbox import Sandbox
-from sandbox._civil import COLUMNS as CIVIL_COLUMNS
 from sandbox._population import PERSON_COLUMNS
 from settings import Settings
 from store import Store, record_spec
@@ -196,12 +195,13 @@ def test_the_robot_is_written_one_line_a_field_with_its_notes_at_the_end(tmp_pat
     assert columns["archive_no"].aliases == ("archiveNo2",) and columns["subsidy"].nullable
 
 
+# The civil system's page, which loads a JSON API, is tests/test_tutorial.py's: new, check, record,
+# replay and run, then every column against the truth.
 @pytest.mark.browser
 @pytest.mark.parametrize(
     ("system", "name", "page", "dataset", "titles"),
     [
         ("population", "newpop", "/persons", "persons", dict(PERSON_COLUMNS)),
-        ("civil", "newcivil", "/elderly", "elderly", {t: c for t, _, c in CIVIL_COLUMNS}),
     ],
 )
 def test_harvest_new_writes_a_robot_that_harvests_exactly_the_truth(
