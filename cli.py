@@ -214,8 +214,8 @@ def sandbox(
         box.start()
     except SandboxError as exc:
         raise _fail(f"沙箱启动失败：{exc}", 1) from exc
-    _print_sandbox(box, len(world.persons))
-    try:
+    try:  # Ctrl+C while the addresses are still printing stops the servers too
+        _print_sandbox(box, len(world.persons))
         threading.Event().wait()
     except KeyboardInterrupt:
         console.print("正在停止沙箱…")
@@ -803,13 +803,7 @@ def _register_demo_accounts(settings: Settings, box: Sandbox) -> None:
     for account in box.accounts:
         info = known.get((account.system, account.account))
         if info is None:
-            vault.add(
-                account.system,
-                account.account,
-                username=account.username,
-                password=account.password,
-                scope=account.scope,
-            )
+            account.enroll(vault)
         elif info.status == "parked":
             vault.set(account.system, account.account, password=account.password)
 

@@ -232,13 +232,7 @@ def demo_vault(settings: Settings, accounts: Iterable[DemoAccount]) -> Vault:
     """A new vault in the settings' data dir holding ``accounts``."""
     vault = Vault.init(settings)
     for account in accounts:
-        vault.add(
-            account.system,
-            account.account,
-            username=account.username,
-            password=account.password,
-            scope=account.scope,
-        )
+        account.enroll(vault)
     return vault
 
 

@@ -5,6 +5,13 @@ from __future__ import annotations
 import random
 import string
 from dataclasses import asdict, dataclass
+from typing import Protocol
+
+
+class Enrolls(Protocol):
+    """What takes a demo account in: ``vault.Vault`` (the sandbox does not import the vault)."""
+
+    def add(self, system: str, account: str, *, username: str, password: str, scope: str) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,10 @@ class DemoAccount:
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
+
+    def enroll(self, vault: Enrolls) -> None:
+        """Add this account to ``vault``, as a unit adds its real ones."""
+        vault.add(self.system, self.account, username=self.username, password=self.password, scope=self.scope)
 
 
 def demo_password(seed: int, system: str, account: str) -> str:

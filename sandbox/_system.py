@@ -67,11 +67,12 @@ class SandboxSystem:
         self._initial_switches = self.switches.model_copy()
         communities = [(c.code, c.name) for c in world.communities]
         self.accounts = demo_accounts(world.seed, spec.code, spec.prefix, communities)
-        rng_seed = f"{world.seed}/{spec.code}"
+        rng_seed = self._seed = f"{world.seed}/{spec.code}"
+        self._rngs = (random.Random(rng_seed), random.Random(f"{rng_seed}/faults"))  # captchas, faults
         self.gate = Gate(
             {a.username: a for a in self.accounts},
             self.switches,
-            random.Random(rng_seed),
+            self._rngs[0],
             wording=spec.wording,
             captcha_style=spec.captcha_style,
         )
@@ -90,7 +91,7 @@ class SandboxSystem:
             cookie_name=spec.cookie_name,
             login_post=spec.login_post,
             log=self.traffic,
-            rng=random.Random(f"{rng_seed}/faults"),
+            rng=self._rngs[1],
         )
 
     def __repr__(self) -> str:
@@ -121,12 +122,17 @@ class SandboxSystem:
         return self.scoped(dataset, username).copy()
 
     def reset(self) -> None:
-        """Back to the state it started in: switches as given, no sessions or lockouts, no traffic."""
+        """Back to the state it started in: switches as given, no sessions or lockouts, no traffic, and
+        the captcha and fault draws from the start of their sequences (a test's faults do not depend
+        on how many requests the tests before it made)."""
         # In place: the gate and the traffic middleware hold this very Switches object.
         for name in Switches.model_fields:
             setattr(self.switches, name, getattr(self._initial_switches, name))
         self.gate.reset()
         self.traffic.reset()
+        captchas, faults = self._rngs
+        captchas.seed(self._seed)
+        faults.seed(f"{self._seed}/faults")
 
     def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
         return TEMPLATES.TemplateResponse(

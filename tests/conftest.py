@@ -70,13 +70,7 @@ def vault(settings: Settings, sandbox: Sandbox) -> Vault:
     """A new vault in the test's data dir holding every sandbox demo account."""
     box = Vault.init(settings)
     for account in sandbox.accounts:
-        box.add(
-            account.system,
-            account.account,
-            username=account.username,
-            password=account.password,
-            scope=account.scope,
-        )
+        account.enroll(box)
     return box
 
 

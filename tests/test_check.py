@@ -4,6 +4,7 @@ masked under their Chinese titles, sets them against the stated total, and publi
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -11,7 +12,8 @@ from typer.testing import CliRunner, Result
 
 from cli import app
 from robots._check import findings
-from robots.runtime import Trial, discover
+from robots.runtime import Trial, discover, expected_beside
+from robots.testing import assert_records, replay
 from sandbox import Sandbox
 from settings import Settings, load_settings
 from store import Store, record_spec
@@ -46,9 +48,17 @@ def assert_nothing_stored(store: Store) -> None:
         ("disabled", True),  # disability: an ASP.NET list paged by postback
     ],
 )
-def test_check_shows_the_first_pages_masked_under_their_titles_and_stores_nothing(
-    robot: str, states_total: bool, settings: Settings, vault: Vault, store: Store, sandbox: Sandbox
+def test_check_then_record_and_replay_on_every_shape_and_nothing_is_stored(
+    robot: str,
+    states_total: bool,
+    settings: Settings,
+    vault: Vault,
+    store: Store,
+    sandbox: Sandbox,
+    tmp_path: Path,
 ) -> None:
+    """The authoring steps on each sandbox shape: a check shows the first pages masked under their
+    titles; a recording of the whole walk replays offline to exactly what the account sees."""
     spec = discover()[robot]
     system = sandbox[spec.system.name]
     truth = system.truth(spec.dataset, system.account("donghu").username)
@@ -67,6 +77,14 @@ def test_check_shows_the_first_pages_masked_under_their_titles_and_stores_nothin
     total = f"系统显示共 {len(truth):,} 条" if states_total else "系统没有显示记录总数"
     assert total in out, out
     assert_nothing_stored(store)
+
+    cassette = tmp_path / f"{robot}.cassette"
+    recorded = runner.invoke(app, ["record", robot, "--account", "donghu", "--out", str(cassette)])
+    assert recorded.exit_code == 0, recorded.output
+    assert_nothing_stored(store)
+    replayed = replay(robot, cassette)
+    assert len(replayed.records) == len(truth)
+    assert_records(replayed, expected_beside(cassette))  # what the recording read, read again offline
 
 
 @pytest.mark.browser

@@ -41,13 +41,7 @@ def main() -> int:
         for account in box.accounts:
             if account.system not in chosen:
                 chosen[account.system] = account.account
-                vault.add(
-                    account.system,
-                    account.account,
-                    username=account.username,
-                    password=account.password,
-                    scope=account.scope,
-                )
+                account.enroll(vault)
         failed = 0
         for robot in demo:
             out = HERE / f"{robot.name}.cassette"
