@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import re
 import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -20,6 +21,8 @@ from cli import app
 from connectors import LayoutChanged
 from robots import Field, Record, Walk
 from robots._cassette import SEALED, TOKEN, Cassette, CassetteError, Entry, ReplayMiss, scrubbed
+from robots._declared import declare
+from robots._registry import _ROBOTS
 from robots.runtime import discover, registered, run_blocking
 from robots.testing import assert_records, fake_walk, replay
 from sandbox import Sandbox
@@ -39,6 +42,30 @@ def test_each_demo_robot_replays_to_its_expected_records(robot: str) -> None:
     assert replayed.records and replayed.pages >= 1
     assert replayed.expected in (None, len(replayed.records))
     assert_records(replayed, CASSETTES / f"{robot}.expected.jsonl")
+
+
+README_SHAPES = re.findall(
+    r"```toml\n# replayed: tests/cassettes/(\w+)\.cassette\n(.*?)```",
+    (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8"),
+    re.S,
+)
+
+
+@pytest.mark.parametrize(("demo", "declared"), README_SHAPES, ids=[demo for demo, _ in README_SHAPES])
+def test_each_shape_the_readme_declares_replays_to_its_demo_robots_records(
+    demo: str, declared: str, tmp_path: Path
+) -> None:
+    path = tmp_path / f"readme_{demo}.toml"
+    path.write_text(declared, encoding="utf-8")
+    spec = declare(path)
+    try:
+        assert_records(replay(spec, CASSETTES / f"{demo}.cassette"), CASSETTES / f"{demo}.expected.jsonl")
+    finally:
+        _ROBOTS.pop(spec.name, None)
+
+
+def test_the_readme_declares_the_shapes_it_says() -> None:
+    assert [demo for demo, _ in README_SHAPES] == ["entities", "disabled"]
 
 
 def test_the_demo_robots_are_all_recorded() -> None:
