@@ -72,6 +72,8 @@ from store import (
 from vault import NoVault, Secret, Vault, VaultError
 from vault._cli import app as vault_cli
 
+SIGNAL_POLL_S = 0.5  # how often a foreground command that waits for Ctrl+C looks for it
+
 
 class _Harvest(TyperGroup):
     """The one boundary where a configuration that cannot work becomes one line naming the fix.
@@ -216,11 +218,18 @@ def sandbox(
         raise _fail(f"沙箱启动失败：{exc}", 1) from exc
     try:  # Ctrl+C while the addresses are still printing stops the servers too
         _print_sandbox(box, len(world.persons))
-        threading.Event().wait()
+        _until_signalled(threading.Event())
     except KeyboardInterrupt:
         console.print("正在停止沙箱…")
     finally:
         box.stop()
+
+
+def _until_signalled(stop: threading.Event) -> None:
+    """Wait for ``stop``, or for Ctrl+C, waking twice a second: the kernel may hand a signal to a
+    server thread, and a main thread blocked in an untimed wait would never run its handler."""
+    while not stop.wait(SIGNAL_POLL_S):
+        pass
 
 
 def _print_sandbox(box: Sandbox, persons: int) -> None:
@@ -835,7 +844,7 @@ def schedule(
         signal.signal(number, lambda *_: stop.set())
     _robots()  # the scheduler planned the robots that load: say which files it left out
     console.print(f"调度器已启动，共 {len(daemon.jobs)} 个任务；SIGTERM 或 Ctrl+C 停止。")
-    stop.wait()
+    _until_signalled(stop)
     daemon.stop()
 
 
