@@ -216,13 +216,22 @@ def sandbox(
         box.start()
     except SandboxError as exc:
         raise _fail(f"沙箱启动失败：{exc}", 1) from exc
-    try:  # Ctrl+C while the addresses are still printing stops the servers too
+    stop = _stop_on_signals()  # before printing: Ctrl+C as soon as the addresses show stops the servers
+    try:
         _print_sandbox(box, len(world.persons))
-        _until_signalled(threading.Event())
-    except KeyboardInterrupt:
+        _until_signalled(stop)
         console.print("正在停止沙箱…")
     finally:
         box.stop()
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event SIGTERM or SIGINT sets, whatever this process inherited: a command started in the
+    background of a script has SIGINT ignored, and Python then leaves Ctrl+C without a handler."""
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    return stop
 
 
 def _until_signalled(stop: threading.Event) -> None:
@@ -839,9 +848,7 @@ def schedule(
         daemon.start()
     except (SchedulerBusy, VaultError) as exc:
         raise _fail(f"调度器：{exc}", 1) from exc
-    stop = threading.Event()
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, lambda *_: stop.set())
+    stop = _stop_on_signals()
     _robots()  # the scheduler planned the robots that load: say which files it left out
     console.print(f"调度器已启动，共 {len(daemon.jobs)} 个任务；SIGTERM 或 Ctrl+C 停止。")
     _until_signalled(stop)
