@@ -139,7 +139,7 @@ class Page:
         self, item: str, columns: Columns, *, label: str = "dt", value: str = "dd"
     ) -> list[dict[str, str]]:
         """Records laid out as cards of label/value pairs (``<dt>姓名</dt><dd>张三</dd>``), read by label."""
-        sources = header_sources(columns)
+        keyed = _keyed(header_sources(columns))
         rows = []
         for card in self.tree.css(item):
             pairs = dict(
@@ -149,7 +149,6 @@ class Page:
                     strict=False,
                 )
             )
-            keyed = tuple(Source(s.field, tuple(map(_header_key, s.names)), s.required) for s in sources)
             lost = missing(keyed, pairs)
             if lost:
                 raise LayoutChanged(
@@ -329,12 +328,17 @@ def _header_key(text: str) -> str:
     return _SPACE.sub("", text).strip(_HEADER_DECOR)
 
 
+def _keyed(sources: tuple[Source, ...]) -> tuple[Source, ...]:
+    """``sources`` with each name as headers are compared (spaces, stars, colons, sort arrows removed)."""
+    return tuple(Source(s.field, tuple(map(_header_key, s.names)), s.required) for s in sources)
+
+
 def _positions(headers: list[list[str]], sources: tuple[Source, ...], where: str) -> dict[str, int]:
     known: dict[str, int] = {}
     for i, texts in enumerate(headers):
         known.setdefault(_header_key(texts[-1]), i)  # the first of two equal headers: deterministic
         known.setdefault("/".join(map(_header_key, texts)), i)
-    keyed = tuple(Source(s.field, tuple(map(_header_key, s.names)), s.required) for s in sources)
+    keyed = _keyed(sources)
     lost = missing(keyed, known)
     if lost:
         shown = "、".join(texts[-1] for texts in headers if texts[-1]) or "无"
