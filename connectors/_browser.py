@@ -70,6 +70,74 @@ async def launch_browser(playwright: Playwright, settings: Settings) -> Browser:
     return await playwright.chromium.launch(**options)
 
 
+class Chromium:
+    """The process's Chromium, running only while a session needs a browser.
+
+    A session needs one to log in and to render pages; between logins a fast-path walk reads
+    through Playwright's own HTTP client, which needs no browser. Chromium is most of a run's
+    memory, so ``Chromium(playwright, settings)`` starts it on the first ``acquire`` and closes it
+    when the last holder releases it (a re-login starts it again). ``Chromium.around(browser)``
+    is a browser someone else owns (tests, ``harvest new``): never closed here, and sessions keep
+    their browser context in it throughout.
+    """
+
+    def __init__(self, playwright: Playwright | None, settings: Settings | None = None) -> None:
+        if settings is not None:
+            launch_options(settings)  # a missing Chromium is said before any run starts
+        self.playwright = playwright
+        self._settings = settings
+        self._browser: Browser | None = None
+        self._holders = 0
+        self.launches = 0  # how often this process started it: once per login on the fast path
+        self._lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def around(cls, browser: Browser) -> Chromium:
+        chromium = cls(None)
+        chromium._browser = browser
+        return chromium
+
+    @property
+    def on_demand(self) -> bool:
+        """Whether sessions give the browser back between logins (they read by HTTP meanwhile)."""
+        return self._settings is not None
+
+    @property
+    def running(self) -> bool:
+        return self._browser is not None
+
+    async def acquire(self) -> Browser:
+        async with self._lock:
+            if self._browser is None:
+                assert self.playwright is not None and self._settings is not None
+                self._browser = await launch_browser(self.playwright, self._settings)
+                self.launches += 1
+                logger.debug("Chromium started")
+            self._holders += 1
+            return self._browser
+
+    async def release(self) -> None:
+        async with self._lock:
+            self._holders = max(0, self._holders - 1)
+            if self._holders or not self.on_demand or self._browser is None:
+                return
+            browser, self._browser = self._browser, None
+            # In the background: the walk that follows a login need not wait for Chromium to exit.
+            closing = asyncio.create_task(browser.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+            logger.debug("Chromium closing: no session needs it until the next login")
+
+    async def close(self) -> None:
+        """Close the browser if it is ours, whoever still holds it."""
+        async with self._lock:
+            browser, self._browser, self._holders = self._browser, None, 0
+            if browser is not None and self.on_demand:
+                await browser.close()
+            await asyncio.gather(*self._closing)
+
+
 # Playwright's driver makes a Chromium profile (playwright_chromiumdev_profile-*) and an artifacts
 # folder (playwright-artifacts-*) in its TMPDIR for every browser, and removes them only when the
 # browser closes: a killed run leaves them. So the driver of each process gets a temp root of its

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -27,6 +28,7 @@ from connectors._system import FormLogin, LoginOutcome, System
 
 FORM_WAIT_MS = 10_000  # how long a login page may take to show its password field
 QUIET_S = 0.6  # nothing in flight for this long after the click: the system has answered
+PROOF_POLL_S = 0.05  # how often the page is asked for the logged-in proof while it settles
 ANSWER_WAIT_S = 30.0  # a login POST unanswered for this long is a time-out (spent, unexplained)
 SETTLE_LOAD_MS = 2_000  # then the page's own document is parsed, or never will be
 NOTHING_SENT_S = 3.0  # a click that sends no request in this time was refused by the page itself
@@ -154,7 +156,7 @@ async def form_login(attempt: LoginAttempt) -> LoginOutcome:
                 await page.click(found["submit"], no_wait_after=True)
             else:
                 await page.press(found["password"], "Enter", no_wait_after=True)
-        await watch.settle()
+        await watch.settle(lambda: _logged_in(page, form, system))
     finally:
         watch.stop()
     outcome = await _judge(page, form, system, attempt, watch)
@@ -220,6 +222,11 @@ async def _judge(
     if outcome is not None:
         return outcome
     return "ok" if away else "unknown"  # the session proves "ok" on a logged-in page, or it is unknown
+
+
+async def _logged_in(page: Page, form: FormLogin, system: System) -> bool:
+    """The positive proof: away from the login page, and the logged-in selector shows."""
+    return urlsplit(page.url).path != form.path and await _shows(page, system.logged_in)
 
 
 async def _shows(page: Page, selector: str) -> bool:
@@ -315,12 +322,16 @@ class Watch:
         for event, handler in self._handlers:
             self.page.remove_listener(event, handler)  # type: ignore[arg-type]
 
-    async def settle(self) -> None:
-        """Wait until the system has answered and the page has gone quiet."""
+    async def settle(self, proven: Callable[[], Awaitable[bool]]) -> None:
+        """Wait until the system has answered and the page has gone quiet, or shows it is logged in.
+
+        Quiet is what tells an answer nobody recognises from one still arriving; the logged-in
+        proof is the answer itself, so once the page shows it nothing later can change the outcome.
+        """
         loop = asyncio.get_running_loop()
         started = loop.time()
         while True:
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(PROOF_POLL_S)
             now = loop.time()
             if self.in_flight:
                 if now - started > ANSWER_WAIT_S:
@@ -329,7 +340,7 @@ class Watch:
                 continue
             if not self.sent and now - started < NOTHING_SENT_S:
                 continue
-            if now - self._quiet_since >= QUIET_S:
+            if now - self._quiet_since >= QUIET_S or (self.sent and await proven()):
                 break
         with contextlib.suppress(PlaywrightError):  # a dropped answer never finishes loading
             await self.page.wait_for_load_state("domcontentloaded", timeout=SETTLE_LOAD_MS)

@@ -11,6 +11,10 @@ The session is where lockout safety lives, as an invariant rather than a list of
   the ledger stays below ``lockout_threshold - 1``; when one more would reach it, the account
   parks instead.
 
+Chromium runs only while the session logs in or renders: after a login the fast path reads
+through Playwright's own HTTP client with the login's cookies and the browser's user agent, and
+the browser is given back (``Chromium``); a re-login or the first rendered page brings it back.
+
 When the system sends us back to its login page mid-walk, one re-login serves every request
 that saw it (they wait on one lock), and each retries where it stopped. Logged out again
 soon after that means someone else is using the account: the run stops rather than end
@@ -27,10 +31,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from loguru import logger
-from playwright.async_api import Browser, BrowserContext, Page, Route
+from playwright.async_api import APIRequestContext, Browser, BrowserContext, Page, Route
 from selectolax.lexbor import LexborHTMLParser
 
 from connectors._answers import says_expired, says_logged_out
+from connectors._browser import Chromium
 from connectors._captcha import SolverChain
 from connectors._errors import (
     AccountLocked,
@@ -54,15 +59,16 @@ RELOGINS_PER_REQUEST = 2  # more means the system logs us out as fast as we log 
 RETAKEN_WITHIN_S = 900.0  # logged out again this soon after a re-login: someone else uses the account
 CAPTCHA_MISSES = 12  # recognised captcha misses in one login before a person is asked
 TIMEOUT_MS = 30_000
+USER_AGENT_KEY = "user_agent"  # kept beside the cookies, so a saved session is read as the browser read it
 EVIDENCE_MS = 3_000  # a page whose answer was cut off never finishes loading: do not wait for it
 
 
 class Session:
-    """An account's browser context on one system; ``open()`` it, then fetch and render through it."""
+    """An account's session on one system; ``open()`` it, then fetch and render through it."""
 
     def __init__(
         self,
-        browser: Browser,
+        browser: Browser | Chromium,
         system: System,
         credentials: Callable[[], Credentials],
         *,
@@ -75,7 +81,7 @@ class Session:
         on_login: Callable[[list[str]], None] = lambda cookies: None,
         ledger: LoginLedger | None = None,
     ) -> None:
-        self.browser = browser
+        self.chromium = browser if isinstance(browser, Chromium) else Chromium.around(browser)
         self.system = system
         self.account = account
         self.polite = polite
@@ -89,7 +95,13 @@ class Session:
         self._relogged_at: float | None = None  # when the latest mid-walk re-login happened
         self._on_login = on_login  # told every cookie value a login brings, so logs can mask them
         self._state = state
-        self._context: BrowserContext | None = None
+        self._user_agent = (state or {}).get(USER_AGENT_KEY)
+        self._context: BrowserContext | None = None  # while logging in or rendering: Chromium is held
+        self._http: APIRequestContext | None = None  # between logins on the fast path: no Chromium
+        self._retired: list[APIRequestContext] = []  # replaced by a re-login; a request may still hold one
+        self._handover: dict[str, Any] | None = None  # a login's state, for the first request after it
+        self._handing_over = asyncio.Lock()
+        self._rendering = False  # a rendered step came: the browser context stays until the session closes
         self._page: Page | None = None
         self._rendered = 0
         self._relogin = asyncio.Lock()
@@ -101,32 +113,57 @@ class Session:
     @property
     def context(self) -> BrowserContext:
         if self._context is None:
-            raise RuntimeError("the session is not open")
+            raise RuntimeError("the session has no browser context now: call page() first")
         return self._context
+
+    @property
+    def request(self) -> Any:
+        """What un-rendered requests go through now: Playwright's own client, or the browser context's."""
+        if self._http is not None:
+            return self._http
+        if self._context is None:
+            raise RuntimeError("the session is not open")
+        return self._context.request
 
     async def open(self) -> None:
         """Reuse the saved session if the system still accepts it; otherwise log in once."""
-        self._context = await self._new_context(self._state)
-        if self._state is not None and await self._proves_logged_in():
-            logger.info("沿用 {} 已保存的会话", self.system.name)
-            return
+        if self._state is not None:
+            if self.chromium.on_demand and self._user_agent:
+                self._http = await self._http_client(self._state)
+            else:
+                await self._enter_browser(self._state)
+            if await self._proves_logged_in(self.request):
+                logger.info("沿用 {} 已保存的会话", self.system.name)
+                return
         await self.login()
 
     async def close(self) -> None:
-        if self._context is not None:
-            await self._context.close()
-        self._context = self._page = None
+        await self._leave_browser()
+        for client in [*self._retired, *([self._http] if self._http is not None else [])]:
+            await client.dispose()
+        self._http, self._retired = None, []
 
     async def storage_state(self) -> dict[str, Any]:
         """Cookies and local storage, for the vault to keep (encrypted) until the next run."""
-        return dict(await self.context.storage_state())
+        if self._handover is not None:  # nothing was sent since the login read it
+            state = dict(self._handover)
+        elif self._http is not None or self._context is not None:
+            state = dict(await (self._http or self.context).storage_state())
+        else:
+            raise RuntimeError("the session is not open")
+        if self._user_agent:
+            state[USER_AGENT_KEY] = self._user_agent
+        return state
 
     async def login(self) -> None:
         """Log in, lockout-safe; raises a ``HarvestFailure`` whose ``parks`` says if the account must rest."""
         self.solver.reset()
+        if self._context is None:
+            await self._enter_browser(await self.storage_state() if self._http is not None else self._state)
         page = await self.context.new_page()
         self._logging_in = True  # the captcha image must load
         misses = unanswered = 0
+        state: dict[str, Any] = {}
         try:
             while True:
                 self._check_budget()
@@ -147,13 +184,32 @@ class Session:
                 failure = _failure(outcome, self.system, self.account, attempt.message, self.ledger.spent())
                 failure.evidence = await _evidence(page)
                 raise failure
+            # Read while the page is open: with no page, Playwright opens one to read local storage.
+            state = dict(await self.context.storage_state())
+            self._user_agent = await page.evaluate("navigator.userAgent")
         finally:
             self._logging_in = False
             await page.close()
-        self._on_login([cookie["value"] for cookie in await self.context.cookies()])
+        self._on_login([cookie["value"] for cookie in state["cookies"]])
         self.logins += 1
         self.generation += 1
         logger.info("已登录 {}（{}）", self.system.name, self.system.title)
+        if self.chromium.on_demand and not self._rendering:
+            self._handover = state  # the walk's first request decides: rendered, or Chromium goes
+
+    async def _hand_over(self) -> None:
+        """Before an un-rendered request after a login: read on by Playwright's own client, and
+        give Chromium back. Requests still answering on the old client finish there."""
+        if self._handover is None:
+            return
+        async with self._handing_over:
+            state, self._handover = self._handover, None
+            if state is None:
+                return
+            if self._http is not None:
+                self._retired.append(self._http)
+            self._http = await self._http_client(state)
+            await self._leave_browser()
 
     def _may_submit(self) -> bool:
         """One more unexplained submission keeps the ledger below ``lockout_threshold - 1``."""
@@ -172,7 +228,7 @@ class Session:
         if outcome == "bad_captcha" and attempt.submitted:
             self.ledger.refund()  # the system said so: the password was not checked
         elif outcome in ("ok", "unknown"):
-            if await self._proves_logged_in(attempt.page):
+            if await self._proves_logged_in(self.context.request, attempt.page):
                 self.ledger.confirm()
                 return "ok"
             if outcome == "ok":
@@ -218,7 +274,8 @@ class Session:
         query = dict(params or {})
 
         async def get() -> Fetched:
-            request = self.context.request
+            await self._hand_over()
+            request = self.request  # at each try: a re-login may have replaced it
             if form is None:
                 response = await request.get(url, params=query, timeout=TIMEOUT_MS)
             else:
@@ -242,6 +299,13 @@ class Session:
 
     async def page(self) -> Page:
         """The page rendered requests use; a fresh context every ``recycle_pages`` pages bounds memory."""
+        if not self._rendering:  # from now on the session renders: one cookie jar, the browser's
+            self._rendering, state, self._handover = True, await self.storage_state(), None
+            if self._context is None:
+                await self._enter_browser(state)
+            if self._http is not None:
+                self._retired.append(self._http)
+                self._http = None
         if self._page is not None and self._rendered >= self.recycle_pages:
             await self._recycle()
         if self._page is None:
@@ -281,19 +345,44 @@ class Session:
         """``lost()``, or a short answer saying the session ended (``{"code": 1001, "msg": "登录超时"}``)."""
         return self.lost(reply.url, reply.status) or says_logged_out(reply.body)
 
-    async def _proves_logged_in(self, page: Page | None = None) -> bool:
+    async def _proves_logged_in(self, client: Any, page: Page | None = None) -> bool:
         if page is not None and await page.locator(self.system.logged_in).count():
             return True
         reply = await self.polite.fetch(
-            lambda: self.context.request.get(self.system.url(self.system.home), timeout=TIMEOUT_MS),
-            "首页",
+            lambda: client.get(self.system.url(self.system.home), timeout=TIMEOUT_MS), "首页"
         )
         if self.lost(reply.url, reply.status) or reply.status >= 400:
             return False
         return LexborHTMLParser(await reply.text()).css_first(self.system.logged_in) is not None
 
+    async def _enter_browser(self, state: dict[str, Any] | None) -> None:
+        """Hold Chromium and open a browser context with ``state``."""
+        self._context = await self._new_context(state)
+
+    async def _leave_browser(self) -> None:
+        """Close the browser context and give Chromium back."""
+        context, self._context, self._page = self._context, None, None
+        if context is not None:
+            await context.close()
+            await self.chromium.release()
+
+    async def _http_client(self, state: dict[str, Any]) -> APIRequestContext:
+        """Playwright's own HTTP client, sending what the browser context's client would."""
+        assert self.chromium.playwright is not None
+        return await self.chromium.playwright.request.new_context(
+            storage_state=_cookies_and_storage(state), user_agent=self._user_agent, timeout=TIMEOUT_MS
+        )
+
     async def _new_context(self, state: dict[str, Any] | None) -> BrowserContext:
-        context = await self.browser.new_context(storage_state=state, locale="zh-CN")  # type: ignore[arg-type]
+        browser = await self.chromium.acquire()
+        try:
+            context = await browser.new_context(
+                storage_state=_cookies_and_storage(state) if state is not None else None,  # type: ignore[arg-type]
+                locale="zh-CN",
+            )
+        except BaseException:
+            await self.chromium.release()
+            raise
         context.set_default_timeout(TIMEOUT_MS)
         if self.blocked:
             # By file type in the URL, so that pages and API calls never wait on a trip to
@@ -313,7 +402,13 @@ class Session:
         self._context, self._page, self._rendered = await self._new_context(state), None, 0
         if old is not None:
             await old.close()
+            await self.chromium.release()
         logger.debug("recycled the browser context of {}", self.system.name)
+
+
+def _cookies_and_storage(state: dict[str, Any]) -> dict[str, Any]:
+    """What Playwright takes as a storage state, out of what the session keeps."""
+    return {key: state[key] for key in ("cookies", "origins") if key in state}
 
 
 def _failure(outcome: str, system: System, account: str, said: str, spent: int) -> HarvestFailure:

@@ -1,8 +1,8 @@
 """Running robots: one Chromium per process, one session per account, one store run per robot × account.
 
-The runner owns every lifetime a robot author never sees: the browser (and any left
-behind by a killed process), the account's session (saved, reused, logged in again),
-the store run (staged as records arrive, published only if the walk ends well), the
+The runner owns every lifetime a robot author never sees: the browser (started for logins and
+rendering only, and any left behind by a killed process), the account's session (saved, reused,
+logged in again), the store run (staged as records arrive, published only if the walk ends well), the
 evidence of a failure (page HTML and a screenshot with password fields masked), and
 the account's parking when the system rejects its password.
 
@@ -27,10 +27,11 @@ from types import TracebackType
 from typing import Any, Self
 
 from loguru import logger
-from playwright.async_api import Browser, Playwright
+from playwright.async_api import Playwright
 
 from connectors import (
     AccountBusy,
+    Chromium,
     Credentials,
     DiskFull,
     Fetcher,
@@ -43,7 +44,6 @@ from connectors import (
     System,
     TerminalSolver,
     failure_class,
-    launch_browser,
     start_playwright,
     sweep_orphan_browsers,
 )
@@ -82,7 +82,7 @@ class Harvester:
         self.interactive = interactive
         self.holder = holder  # what holds an account while a run of ours runs, as others are told
         self._playwright: Playwright | None = None
-        self._browser: Browser | None = None
+        self._chromium: Chromium | None = None
         self._polite: dict[str, Polite] = {}
         self._sessions: dict[tuple[str, str], Session] = {}
         self._account_locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -94,7 +94,7 @@ class Harvester:
             logger.warning("已关闭 {} 个被终止的进程留下的运行，快照保持原样", len(killed))
         self._playwright = await start_playwright()
         try:
-            self._browser = await launch_browser(self._playwright, self.settings)
+            self._chromium = Chromium(self._playwright, self.settings)
         except BaseException:
             await self._playwright.stop()
             raise
@@ -106,10 +106,16 @@ class Harvester:
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
-        if self._browser is not None:
-            await self._browser.close()
+        if self._chromium is not None:
+            await self._chromium.close()
         if self._playwright is not None:
             await self._playwright.stop()
+
+    @property
+    def chromium(self) -> Chromium:
+        """The process's Chromium, which runs only while a session logs in or renders."""
+        assert self._chromium is not None, "use the Harvester as an async context manager"
+        return self._chromium
 
     def system(self, declared: System) -> System:
         """The system as declared, at the base URL the settings say (``HARVEST_SYSTEM_URLS``)."""
@@ -328,9 +334,9 @@ class Harvester:
         solvers = [OcrSolver(self.settings.captcha_attempts)]
         if self.interactive:
             solvers.append(TerminalSolver(self._artifacts(run_id)))
-        assert self._browser is not None, "use the Harvester as an async context manager"
+        assert self._chromium is not None, "use the Harvester as an async context manager"
         session = Session(
-            self._browser,
+            self._chromium,
             system,
             credentials,
             account=info.account,

@@ -172,7 +172,7 @@ async def _confirmed(session: Session, path: str) -> str:
     """The list page's HTML, fetched; sent back to the login page means the login did not hold,
     which parks the account rather than send its password again."""
     system = session.system
-    reply = await session.polite.fetch(lambda: session.context.request.get(system.url(path)), "列表页")
+    reply = await session.polite.fetch(lambda: session.request.get(system.url(path)), "列表页")
     if session.lost(reply.url, reply.status):
         raise LoginUnrecognised(
             f"{system.name}/{session.account}：登录后打开 {path} 又回到了登录页，登录并未成功："

@@ -35,14 +35,18 @@ def test_a_killed_run_leaves_no_browser_after_the_next_start_and_the_snapshot_un
     (good,) = harvest(settings, store, vault, [("persons", "donghu")])
     before = snapshot(store, "persons")
     population = sandbox["population"]
-    population.switches.fault_slow_rate, population.switches.slow_seconds = 1.0, 1.0  # a long walk
+    population.switches.fault_slow_rate, population.switches.slow_seconds = 1.0, 1.0  # a long login and walk
     population.traffic.reset()
+    # Chromium runs only while a session logs in or renders: without the saved session the child
+    # logs in, slowly, and is killed with its browser up.
+    vault.clear_session("population", "donghu")
 
     child = spawn_run("persons", "donghu")
     try:
         _wait(lambda: child.pid in owned_browsers().values(), "the child's Chromium")
         _wait(lambda: any(r.status == "running" for r in _runs(store)), "the child's run")
-        _wait(lambda: population.traffic.requests, "the child's first request")  # it is walking now
+        _wait(lambda: population.traffic.requests, "the child's first request")  # it is logging in now
+        assert child.pid in owned_browsers().values()
     finally:
         os.killpg(child.pid, signal.SIGKILL)  # Python and Playwright's driver at once
         child.wait()

@@ -1,0 +1,101 @@
+"""Chromium runs while a session logs in or renders, not while a fast-path walk reads pages."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import pytest
+
+from connectors import owned_browsers
+from connectors.sandbox import population
+from robots import Walk, robot
+from robots.runtime import Harvester, RunReport, discover, registered, run_blocking
+from robots.sandbox_population import PAGER, Person
+from sandbox import Sandbox
+from settings import Settings
+from store import Store
+from vault import Vault
+
+pytestmark = pytest.mark.browser
+
+
+@robot(system=population, record=Person, dataset="persons", name="t_persons_rendered")
+def persons_rendered(walk: Walk):
+    return walk.pages("/persons?size=100&page={n}", last=PAGER, render=True).table("table.persons", Person)
+
+
+@dataclass
+class Watch:
+    """At every page the walk reads: is Chromium running, and what the sandbox should do now."""
+
+    harvester: Harvester | None = None
+    at_page: dict[int, object] = field(default_factory=dict)
+    running: list[bool] = field(default_factory=list)
+
+    def started(self, key: str, report: RunReport) -> None:
+        pass
+
+    def advanced(self, key: str, *, pages: int = 0, records: int = 0) -> None:
+        if pages and self.harvester is not None:
+            self.running.append(self.harvester.chromium.running)
+            action = self.at_page.pop(len(self.running), None)
+            if callable(action):
+                action()
+
+    def finished(self, key: str, report: RunReport) -> None:
+        pass
+
+
+def _run(settings: Settings, store: Store, vault: Vault, robot: str, watch: Watch) -> tuple[RunReport, int]:
+    discover()
+
+    async def go() -> tuple[RunReport, int]:
+        async with Harvester(settings, store, vault, hooks=[watch]) as harvester:
+            watch.harvester = harvester
+            report = await harvester.run(registered()[robot], "donghu")
+            return report, harvester.chromium.launches
+
+    return run_blocking(go)
+
+
+def _our_browsers() -> list[int]:
+    return [pid for pid, owner in owned_browsers().items() if owner == os.getpid()]
+
+
+def test_a_fast_path_walk_reads_without_chromium_and_a_saved_session_needs_none(
+    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
+) -> None:
+    first = Watch()
+    report, launches = _run(settings, store, vault, "persons", first)
+    assert report.status == "ok" and report.logins == 1, report.message
+    assert launches == 1 and first.running and not any(first.running)
+    assert not _our_browsers()
+
+    again = Watch()
+    report, launches = _run(settings, store, vault, "persons", again)  # the saved session
+    assert report.status == "ok" and report.logins == 0, report.message
+    assert launches == 0 and again.running and not any(again.running)
+
+
+def test_a_relogin_mid_walk_brings_chromium_back_and_gives_it_back(
+    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
+) -> None:
+    system = sandbox["population"]
+    username = system.account("donghu").username
+    watch = Watch(at_page={2: lambda: system.gate.end_sessions(username, "expired")})
+    report, launches = _run(settings, store, vault, "persons", watch)
+
+    assert report.status == "ok" and report.logins == 2, report.message
+    assert not watch.at_page, "the session was never ended"
+    assert launches == 2 and not any(watch.running)
+    assert report.records == report.new > 0 and report.kind is None
+
+
+def test_a_rendering_robot_keeps_its_browser_context_until_the_run_ends(
+    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
+) -> None:
+    watch = Watch()
+    report, launches = _run(settings, store, vault, "t_persons_rendered", watch)
+    assert report.status == "ok", report.message
+    assert launches == 1 and watch.running and all(watch.running[1:])
