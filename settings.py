@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import sqlalchemy as sa
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
@@ -213,6 +212,8 @@ def _check_database_url(url: str) -> None:
     """The URL parses, SQLAlchemy knows its dialect and its driver is installed: else one line why."""
     shown = repr(_redacted(url))
     example = "例如 sqlite:////srv/harvest/harvest.db 或 postgresql+psycopg://用户@主机/库"
+    import sqlalchemy as sa  # slow to import: only when a database URL is given, not at every start
+
     try:
         dialect = sa.make_url(url).get_dialect()
     except sa.exc.NoSuchModuleError:  # a subclass of ArgumentError: first

@@ -15,14 +15,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote_plus, urlsplit
 
-import httpx
 from pydantic import SecretStr
 
 from alerts._alert import Alert
 from vault import register_secret
+
+if TYPE_CHECKING:  # imported by the notifier when an alert goes out, not by every command
+    import httpx
 
 MIN_SECRET = 8  # shorter query values are not credentials
 
@@ -74,6 +76,8 @@ class _HideWebhookUrls(logging.Filter):
     """httpx logs each request's full URL at INFO: for our webhooks, keep only host and path."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        import httpx  # loaded already: only httpx's own logger carries this filter
+
         try:
             if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
                 record.args = tuple(

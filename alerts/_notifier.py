@@ -7,13 +7,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-import httpx
 from loguru import logger
 
 from alerts._alert import Alert, render
 from alerts._channels import Channel, DingTalk, JsonWebhook, Rejected, Retryable, WeCom
 
 if TYPE_CHECKING:
+    import httpx
+
     from settings import Settings
 
 MASK = "******"
@@ -84,6 +85,8 @@ class Notifier:
                 alert.message,
             )
             return {}
+        import httpx  # a fifth of a second: imported when an alert goes out, not by every command
+
         results: dict[str, bool] = {}
         with httpx.Client(timeout=self.timeout) as client:
             for channel in self.channels:
@@ -96,6 +99,8 @@ class Notifier:
     def _deliver(
         self, client: httpx.Client, channel: Channel, alert: Alert, title: str, text: str, about: str
     ) -> bool:
+        import httpx
+
         secrets: tuple[str, ...] = ()
         reason = "not tried"
         try:

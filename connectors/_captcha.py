@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from functools import cache
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
 from loguru import logger
-from PIL import Image, ImageChops, ImageOps
+
+if TYPE_CHECKING:  # numpy and Pillow cost every run's start-up: imported when a captcha is read
+    from PIL import Image
 
 # Systems differ in their alphabets (some keep 0/O, some use lower case), so the only restriction that
 # holds everywhere is "Latin letters and digits"; the systems ignore case, so we answer in upper case.
@@ -53,6 +54,7 @@ class Model:
 
     def __init__(self, beta: bool) -> None:
         import ddddocr  # slow to import and to load a model: only when a captcha appears
+        import numpy as np
 
         # ddddocr >= 1.6 keeps the model in ``ocr_engine``; we run its session and decode it ourselves.
         self._ocr = ddddocr.DdddOcr(show_ad=False, beta=beta)
@@ -68,6 +70,9 @@ class Model:
         self.lock = threading.Lock()
 
     def read(self, image: Image.Image) -> Reading:
+        import numpy as np
+        from PIL import Image
+
         width = max(1, round(image.width * MODEL_HEIGHT / image.height))
         grey = image.resize((width, MODEL_HEIGHT), Image.Resampling.LANCZOS).convert("L")
         pixels = np.asarray(grey, dtype=np.float32)[None, None] / 255.0
@@ -88,7 +93,7 @@ def _model(beta: bool) -> Model:
     return Model(beta)
 
 
-Prepare = Callable[[Image.Image], Image.Image]
+Prepare = Callable[["Image.Image"], "Image.Image"]
 
 
 def darkest(image: Image.Image) -> Image.Image:
@@ -98,12 +103,16 @@ def darkest(image: Image.Image) -> Image.Image:
     gradients drawn to hide it; its darkest channel is near black. Stretching restores the contrast of
     pale text and of screenshots scaled by the browser.
     """
+    from PIL import ImageChops, ImageOps
+
     red, green, blue = image.convert("RGB").split()
     return ImageOps.autocontrast(ImageChops.darker(ImageChops.darker(red, green), blue), cutoff=2)
 
 
 def stretched(image: Image.Image) -> Image.Image:
     """Grey (luminance, as ddddocr reads) with its levels stretched."""
+    from PIL import ImageOps
+
     return ImageOps.autocontrast(image.convert("L"), cutoff=2)
 
 
@@ -145,6 +154,8 @@ class Chain:
 
 def decode(image: bytes) -> Image.Image | None:
     """``image`` as RGB on white, or ``None`` if it is no picture or has no captcha's shape."""
+    from PIL import Image
+
     try:
         picture = Image.open(BytesIO(image))  # reads the header only: the size is known before decoding
         if picture.width * picture.height > MAX_PIXELS or max(picture.size) > MAX_ASPECT * min(picture.size):

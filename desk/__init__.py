@@ -4,6 +4,18 @@
 ``harvest desk add-user``. Pages are Chinese, server-rendered and fit a phone.
 """
 
-from desk._app import create_app
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from desk._app import create_app
 
 __all__ = ["create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    # FastAPI, pandas and the pages load with the app (PEP 562), not with `harvest desk` (desk._cli).
+    if name == "create_app":
+        from desk._app import create_app
+
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

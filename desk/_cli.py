@@ -10,19 +10,17 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlmodel import Session, select
 
-from desk._staff import ROLES, StaffDirectory, StaffUser, _taken, _unknown, check_account
 from machine import local_time, zone_label
-from settings import load_settings
-from store import StoreUnavailable, make_engine
+
+if TYPE_CHECKING:  # the database, Argon2 and the settings load when a command runs, not at `--help`
+    from desk._staff import StaffDirectory
 
 app = typer.Typer(
     help="查询台（社区数据查询网站）的工作人员账号：添加、改密码、删除、列出。",
@@ -50,6 +48,10 @@ def _fail(message: str) -> typer.Exit:
 @contextlib.contextmanager
 def _handled(url: str) -> Iterator[None]:
     """A refusal or an unusable database becomes one red line on stderr and exit 2."""
+    import sqlalchemy as sa
+
+    from store import StoreUnavailable
+
     try:
         yield
     except ValueError as exc:
@@ -63,6 +65,10 @@ def _handled(url: str) -> Iterator[None]:
 
 
 def _directory(url: str) -> StaffDirectory:
+    from desk._staff import StaffDirectory
+    from settings import load_settings
+    from store import make_engine
+
     settings = load_settings()
     return StaffDirectory(
         make_engine(url),
@@ -91,7 +97,7 @@ def _password(from_stdin: bool) -> str:
 def add_user(
     name: Name,
     role: Annotated[
-        str, typer.Option(help=f"{' 或 '.join(ROLES)}：admin 能查看所有社区，staff 只能查看自己的社区。")
+        str, typer.Option(help="admin 或 staff：admin 能查看所有社区，staff 只能查看自己的社区。")
     ],
     scope: Annotated[
         str | None,
@@ -100,6 +106,9 @@ def add_user(
     password_stdin: PasswordStdin = False,
 ) -> None:
     """添加一个查询台用户。密码（至少 8 个字符）隐藏输入两次。"""
+    from desk._staff import _taken, check_account
+    from settings import load_settings
+
     url = load_settings().resolved_database_url
     with _handled(url):
         directory = _directory(url)
@@ -114,6 +123,9 @@ def add_user(
 @app.command("set-password")
 def set_password(name: Name, password_stdin: PasswordStdin = False) -> None:
     """给查询台用户设新密码：结束这个用户的所有会话，并解除这个名字的锁定。"""
+    from desk._staff import _unknown
+    from settings import load_settings
+
     url = load_settings().resolved_database_url
     with _handled(url):
         directory = _directory(url)
@@ -126,6 +138,8 @@ def set_password(name: Name, password_stdin: PasswordStdin = False) -> None:
 @app.command("remove-user")
 def remove_user(name: Name) -> None:
     """删除一个查询台用户；这个用户的会话立即结束。"""
+    from settings import load_settings
+
     url = load_settings().resolved_database_url
     with _handled(url):
         _directory(url).remove(name)
@@ -135,6 +149,11 @@ def remove_user(name: Name) -> None:
 @app.command()
 def users() -> None:
     """查询台用户：名称、角色、能查看的社区、建立时间。"""
+    from sqlmodel import Session, select
+
+    from desk._staff import StaffUser
+    from settings import load_settings
+
     settings = load_settings()
     url = settings.resolved_database_url
     with _handled(url):

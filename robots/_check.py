@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
@@ -18,11 +17,11 @@ from robots._runner import Trial
 from settings import Settings
 from store import mask_frame, record_spec
 
-SAMPLE = 10  # records a check shows unless told
 
-
-def sample_table(robot: RobotSpec, trial: Trial, limit: int = SAMPLE) -> Table:
+def sample_table(robot: RobotSpec, trial: Trial, limit: int) -> Table:
     """The first ``limit`` records of ``trial``, masked, one column per field headed by its title."""
+    import pandas as pd  # `harvest check` only; `harvest run` does not wait for it
+
     spec = record_spec(robot.record)
     shown = trial.records[:limit]
     frame = pd.DataFrame([record.model_dump() for record in shown], columns=list(spec.names))

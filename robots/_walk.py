@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import urljoin
 
-import pandas as pd
 from loguru import logger
 from playwright.async_api import Page as BrowserPage
 
@@ -412,6 +411,8 @@ class Walk:
     async def excel(self, path: str, columns: Columns, *, sheet: int | str = 0) -> list[dict[str, Any]]:
         """The rows of an exported ``.xlsx``, its headers read into fields by ``columns`` (the record class,
         or a ``{header: field}`` mapping)."""
+        import pandas as pd  # most of a second at start-up: only for a robot that reads an export
+
         data = await self.download(path)
         try:
             frame = pd.read_excel(io.BytesIO(data), sheet_name=sheet, dtype=str)

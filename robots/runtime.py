@@ -13,8 +13,9 @@ failures a walk may raise); what runs, checks, records, scaffolds and lists robo
   writes (``Cassette``, ``recorded``, ``write_expected``), what ``harvest new`` finds and writes.
 """
 
-from robots._cassette import Cassette, expected_beside, recorded, write_expected
-from robots._check import SAMPLE, findings, sample_table, verdict
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from robots._logs import configure_logging
 from robots._progress import RichProgress
 from robots._registry import (
@@ -27,14 +28,45 @@ from robots._registry import (
 )
 from robots._reports import Hooks, RunHooks, RunLog, RunReport, Trial
 from robots._runner import Harvester, run_blocking
-from robots._scaffold import Asked, scout
-from robots._scaffold_write import files as scaffold_files
-from robots._scaffold_write import summary as scaffold_summary
-from robots._scaffold_write import template as scaffold_template
-from robots._scaffold_write import write as write_scaffold
+
+# What `harvest check`, `record` and `new` use, imported on first use (PEP 562): `harvest run` does not
+# wait for them. Name here: (module, name there).
+_ON_USE = {
+    "Cassette": ("robots._cassette", "Cassette"),
+    "expected_beside": ("robots._cassette", "expected_beside"),
+    "recorded": ("robots._cassette", "recorded"),
+    "write_expected": ("robots._cassette", "write_expected"),
+    "findings": ("robots._check", "findings"),
+    "sample_table": ("robots._check", "sample_table"),
+    "verdict": ("robots._check", "verdict"),
+    "Asked": ("robots._scaffold", "Asked"),
+    "scout": ("robots._scaffold", "scout"),
+    "scaffold_files": ("robots._scaffold_write", "files"),
+    "scaffold_summary": ("robots._scaffold_write", "summary"),
+    "scaffold_template": ("robots._scaffold_write", "template"),
+    "write_scaffold": ("robots._scaffold_write", "write"),
+}
+
+if TYPE_CHECKING:
+    from robots._cassette import Cassette, expected_beside, recorded, write_expected
+    from robots._check import findings, sample_table, verdict
+    from robots._scaffold import Asked, scout
+    from robots._scaffold_write import files as scaffold_files
+    from robots._scaffold_write import summary as scaffold_summary
+    from robots._scaffold_write import template as scaffold_template
+    from robots._scaffold_write import write as write_scaffold
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _ON_USE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, there = _ON_USE[name]
+    found = getattr(importlib.import_module(module), there)
+    globals()[name] = found  # the next look-up is an ordinary one
+    return found
+
 
 __all__ = [
-    "SAMPLE",
     "Asked",
     "Cassette",
     "Harvester",

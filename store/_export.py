@@ -13,11 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-
-import pandas as pd
-from openpyxl.worksheet.worksheet import Worksheet
+from typing import TYPE_CHECKING
 
 from machine import human_time
+
+if TYPE_CHECKING:  # pandas and openpyxl cost a second: imported when a file is written, not at start-up
+    import pandas as pd
+    from openpyxl.worksheet.worksheet import Worksheet
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -30,6 +32,8 @@ def formula_like(value: object) -> bool:
 def write_export(frame: pd.DataFrame, path: Path, *, sheet: str, harvested_at: dt.datetime | None) -> Path:
     """Write ``frame`` (columns already headed in Chinese) to ``path``, .csv or .xlsx by its suffix,
     below a first line that says when the data was last harvested well."""
+    import pandas as pd
+
     if path.suffix not in (".csv", ".xlsx"):
         raise ValueError(f"{path.name}: export to .csv or .xlsx")
     note = f"数据更新于 {human_time(harvested_at)}" if harvested_at else "数据尚未成功采集"

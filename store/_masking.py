@@ -22,13 +22,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Any, get_args
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any, get_args
 
 from store._idnumber import normalize_id_number
 from store._record import Role
+
+if TYPE_CHECKING:  # pandas and numpy cost a run's start-up a second: imported where frames are masked
+    import numpy as np
+    import pandas as pd
 
 __all__ = [
     "MASKED_ROLES",
@@ -211,6 +212,8 @@ _REPEATING_ROLES = frozenset({"name", "address", "birth_date", "address_detail"}
 
 
 def _is_missing(value: object) -> bool:
+    import pandas as pd
+
     return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
 
 
@@ -221,6 +224,8 @@ def _masker_for(role: object) -> Callable[[str], str] | None:
 def _as_text(value: object) -> str:
     if isinstance(value, str):
         return value
+    import numpy as np
+
     # Spreadsheets hand phone and ID numbers over as numbers; 13812345678.0 must read as 13812345678.
     if isinstance(value, float | np.floating) and math.isfinite(value) and float(value).is_integer():
         return str(int(value))
@@ -305,6 +310,9 @@ def scrub_value(value: object, id_numbers: Iterable[object]) -> object:
 
 def _texts(series: pd.Series) -> np.ndarray:
     """A column's values as text ("" for missing), for the sweep to read in one pass."""
+    import numpy as np
+    import pandas as pd
+
     if series.dtype != object and not isinstance(series.dtype, pd.StringDtype):
         return series.astype(str).to_numpy(dtype=object)  # numbers, datetimes: one vectorised call
     values = series.to_numpy(dtype=object)
@@ -322,6 +330,9 @@ def _swept_series(series: pd.Series, births_of: Callable[[int], frozenset[str]])
     class is what Python's ``re`` scans fastest); only the values it points at are read in full.
     Nearly every column has no ID number and no date in it, and per-value calls cost ten times as much.
     """
+    import numpy as np
+    import pandas as pd
+
     texts = _texts(series)
     hints = [found.start() for found in _SWEPT_HINT.finditer(_FIELD_SEPARATOR.join(texts))]
     if not hints:
@@ -345,6 +356,9 @@ def _swept_series(series: pd.Series, births_of: Callable[[int], frozenset[str]])
 
 
 def _mask_series(series: pd.Series, role: str) -> pd.Series:
+    import numpy as np
+    import pandas as pd
+
     masker = _MASKERS[role]
     values = series.to_numpy(dtype=object)
     # Missing cells keep exactly what they held (None stays None, NaN stays NaN), empty strings too.

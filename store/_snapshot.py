@@ -13,9 +13,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlmodel import Session, select
@@ -25,6 +24,9 @@ from store._idnumber import normalize_id_number
 from store._masking import MASKED_ROLES, mask_frame, mask_value, scrub_value
 from store._search import SearchIndex, is_number_search, mask_number_search, search_supported
 from store._tables import Audit, Change, DatasetInfo, Run, _now, key_text
+
+if TYPE_CHECKING:  # pandas costs a run's start-up most of a second: imported where a frame is made
+    import pandas as pd
 
 SEARCHED_ROLES = ("name", "id_number", "phone", "address")
 REF_COLUMN = "_ref"
@@ -146,6 +148,8 @@ class Snapshot:
         access: Access,
     ) -> pd.DataFrame:
         """``query`` without its audit entry."""
+        import pandas as pd
+
         info, table = self._table(dataset)
         columns, roles = json.loads(info.columns), json.loads(info.roles)
         where, contains = selection.get("where"), selection.get("contains")
@@ -325,6 +329,8 @@ class Snapshot:
         self, household: str, *, scope: str | None = None, refs: bool = False, access: Access = Access()
     ) -> pd.DataFrame:
         """Everyone recorded at one household (户号), from every dataset that names households."""
+        import pandas as pd
+
         frames = []
         for info in self.datasets():
             for field, role in json.loads(info.roles).items():
@@ -338,6 +344,8 @@ class Snapshot:
     def history(self, id_number: str, *, scope: str | None = None, access: Access = Access()) -> pd.DataFrame:
         """Every recorded change to one person's records, newest first: a row per changed field
         (``field`` is empty for new, gone and back), values masked by role unless revealed."""
+        import pandas as pd
+
         access.check()
         wanted = normalize_id_number(id_number)
         changes = Change.__table__  # type: ignore[attr-defined]

@@ -10,7 +10,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from cli import _print_reports, app
+from cli import app
+from cli._run import _print_reports
 from robots.runtime import RichProgress, RunReport
 from sandbox import Sandbox
 from settings import Settings

@@ -21,7 +21,6 @@ from rich.table import Table
 from rich.text import Text
 
 from machine import human_time, local_time, zone_label
-from settings import load_settings
 from vault._crypto import Header, read_header
 from vault._errors import AccountExists, UnknownAccount, VaultError, VaultUsageError
 from vault._keys import describe_source
@@ -65,6 +64,8 @@ def _read_secret(label: str, *, confirm: bool, empty_ok: bool = False) -> str:
 
 
 def _open() -> Vault:
+    from settings import load_settings
+
     return Vault.open(load_settings(), interactive=True)
 
 
@@ -84,6 +85,8 @@ def init(
     ] = False,
 ) -> None:
     """建立保险库和它的密钥（密钥文件，权限 0600；设了 HARVEST_VAULT_KEY 时用它）。"""
+    from settings import load_settings
+
     with _handled():
         secret = _read_secret("口令", confirm=True) if passphrase else None
         vault = Vault.init(load_settings(), passphrase=secret)
@@ -148,6 +151,8 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="输出 JSON 而不是表格。")] = False,
 ) -> None:
     """账号：状态、停用原因、最近使用时间。从不显示任何机密。"""
+    from settings import load_settings
+
     timezone = load_settings().timezone
     with _handled():
         accounts = _open().accounts(system)
@@ -183,6 +188,8 @@ def remove(system: System, account: Account) -> None:
 @app.command()
 def status() -> None:
     """保险库和它的密钥在哪里，有多少账号，几个已停用。"""
+    from settings import load_settings
+
     settings = load_settings()
     path = settings.data_dir / VAULT_FILE
     header: Header | None = None

@@ -22,9 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from vault._errors import TamperedVault, WrongKey
 
 MAGIC = b"GRIDHARVEST-VAULT 1\n"
@@ -38,6 +35,8 @@ Kdf = Literal["none", "scrypt"]
 
 
 def new_key() -> bytes:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # loaded by the first key or file
+
     return AESGCM.generate_key(bit_length=KEY_BYTES * 8)
 
 
@@ -102,6 +101,8 @@ def read_header(blob: bytes, path: Path) -> tuple[Header, bytes, bytes]:
 
 
 def seal(payload: dict[str, Any], key: bytes, header: Header) -> bytes:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     associated = MAGIC + header.line()
     nonce = os.urandom(NONCE_BYTES)
     body = AESGCM(key).encrypt(nonce, json.dumps(payload, ensure_ascii=False).encode(), associated)
@@ -110,6 +111,9 @@ def seal(payload: dict[str, Any], key: bytes, header: Header) -> bytes:
 
 def unseal(blob: bytes, key: bytes, path: Path) -> dict[str, Any]:
     """The payload of a vault file; the caller has checked the key against the header."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     _, associated, sealed = read_header(blob, path)
     try:
         plain = AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], associated)

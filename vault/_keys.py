@@ -12,11 +12,14 @@ import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from settings import Settings
 from vault._crypto import Header, parse_key_text, stretch
 from vault._errors import InsecureKeyFile, MissingKey, WrongKey
 from vault._redact import register_secret
+
+if TYPE_CHECKING:
+    from settings import Settings
 
 ENV = "HARVEST_VAULT_KEY"
 PASSPHRASE = "口令"  # the key source of a vault locked by a passphrase, as messages name it

@@ -20,12 +20,9 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
-
-from cryptography.fernet import Fernet, InvalidToken
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from machine import private_dir, utc_now
-from settings import Settings
 from vault._crypto import Header, key_text, new_key, parse_key_text, read_header, seal, stretch, unseal
 from vault._errors import (
     AccountExists,
@@ -41,6 +38,11 @@ from vault._files import append_line, fsync_dir, locked, recover, staged, swap, 
 from vault._keys import ENV, PASSPHRASE, Key, file_source, find_key, read_key_file
 from vault._model import AccountInfo, Secret, Secrets
 from vault._redact import redact, register_secret
+
+if TYPE_CHECKING:  # cryptography and the settings load with the first vault opened, not with `harvest --help`
+    from cryptography.fernet import Fernet
+
+    from settings import Settings
 
 VAULT_FILE = "vault.bin"
 LOCK_FILE = "vault.lock"
@@ -271,6 +273,8 @@ class Vault:
 
     def unseal(self, token: bytes) -> bytes:
         """What ``seal`` encrypted; WrongKey when another key sealed it or it was altered since."""
+        from cryptography.fernet import InvalidToken
+
         try:
             return self._fernet().decrypt(token)
         except InvalidToken:
@@ -280,6 +284,8 @@ class Vault:
             ) from None
 
     def _fernet(self) -> Fernet:
+        from cryptography.fernet import Fernet
+
         derived = hmac.new(self._key.value, b"gridharvest sealed copy", hashlib.sha256).digest()
         return Fernet(base64.urlsafe_b64encode(derived))
 

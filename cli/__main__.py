@@ -1,0 +1,5 @@
+"""``python -m cli``: the ``harvest`` command."""
+
+from cli import app
+
+app()
