@@ -3,6 +3,7 @@
     .venv/bin/python bench/harvest.py [--persons 20000] [--size 100] [--concurrency 4] [--rate 1000]
     .venv/bin/python bench/harvest.py --quick        # 2,000 persons: a smoke run in well under a minute
     .venv/bin/python bench/harvest.py --shapes [--persons 20000] [--rounds 3] [--rate N]
+    .venv/bin/python bench/harvest.py --process [--persons 5000] [--rounds 5] [--rate N] [--concurrency N]
 
 The default mode reads the persons of the sandbox's 人口管理系统 four ways.
 
@@ -43,22 +44,43 @@ of its first community in a two-community world, and in each of ``--rounds`` int
 
 Both must read exactly the records the account may see. Figures are medians over the rounds; the
 ratios are medians of each round's ours/plain, so both sides of a ratio saw the same load.
+
+``--process`` times what an operator feels. `harvest sandbox` serves a one-community world in a
+process of its own; in each of ``--rounds`` interleaved rounds (a fresh data dir and vault, the
+shapes in a rotated order, every other round the plain side first) and for each shape it runs:
+
+- ours: the whole ``harvest run ROBOT --account ACCOUNT`` process, spawn to exit, under the system's
+  declared politeness unless ``--rate``/``--concurrency`` replace it (through ``POLITENESS_SHIM``:
+  the framework has no setting for it). Its JSON log and run row split it into start, login, walk,
+  publish, keeping the session, and exit;
+- plain: ``bench/plain_harvest.py``, a one-off script: browser login, cookies, browser closed,
+  httpx at the same concurrency with no rate cap, records into one SQLite table.
+
+Each side's peak memory is the PSS summed over its process tree (Chromium's detached crashpad
+handlers found by a marker in their environment), sampled from /proc. Both sides must write
+exactly the account's records (checked by key, ours in the snapshot, plain in its SQLite file).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
-import io
-import math
+import datetime as dt
+import json
 import os
-import re
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,10 +90,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
-import pandas as pd
 from loguru import logger
+from plain_harvest import READERS, Plain
+from plain_harvest import client as plain_client
 from playwright.async_api import async_playwright
-from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from connectors import Politeness, launch_options
 from connectors.sandbox import population
@@ -86,6 +108,8 @@ from vault import Vault
 TABLE = "table.persons"
 PAGE_SIZES = (10, 20, 50, 100)  # what the sandbox's pager accepts
 DEFAULT_RATE = 1000.0
+DEFAULT_CONCURRENCY = 4
+DEFAULT_PERSONS = 20_000
 QUICK_PERSONS = 2_000
 QUICK_NAIVE_PAGES = 1
 SAMPLE_S = 0.05
@@ -251,7 +275,7 @@ async def robot_run(spec: RobotSpec, data_dir: Path, url: str, account: DemoAcco
 async def plain_http(url: str, cookies: list[dict], path: str, concurrency: int) -> Result:
     """(d) httpx with the logged-in context's cookie, ``concurrency`` requests in flight, same parser."""
     gate = asyncio.Semaphore(concurrency)
-    async with _client(url, cookies, concurrency) as client:
+    async with plain_client(url, cookies, concurrency) as client:
 
         async def read(n: int) -> Page:
             async with gate:
@@ -271,15 +295,6 @@ async def plain_http(url: str, cookies: list[dict], path: str, concurrency: int)
                 records += 1
         seconds = time.perf_counter() - started
     return Result("(d) plain HTTP (httpx)", records, seconds, seconds, ids=ids)
-
-
-def _client(url: str, cookies: list[dict], concurrency: int) -> httpx.AsyncClient:
-    """An httpx client holding a logged-in context's cookies, ``concurrency`` connections at most."""
-    jar = httpx.Cookies()
-    for cookie in cookies:
-        jar.set(cookie["name"], cookie["value"], domain=cookie["domain"], path=cookie.get("path", "/"))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    return httpx.AsyncClient(base_url=url, cookies=jar, limits=limits, timeout=30)
 
 
 def ratio(value: float, against: Result | None) -> str:
@@ -379,128 +394,8 @@ def report_table(results: list[Result]) -> None:
 
 SHAPE_COMMUNITIES = 2  # the account sees one of two: its scope is a real filter
 SHAPE_SEED = 7
-POSTBACK = re.compile(r"__doPostBack\('([^']*)','([^']*)'\)")
-DISABILITY_ENCODING = "gbk"  # named only in the pages' <meta>: a plain script decodes it itself
-
-PlainRecords = list[dict[str, Any]]
-
-
-class Plain:
-    """httpx through a logged-in session: at most ``concurrency`` requests in flight, no rate cap."""
-
-    def __init__(self, client: httpx.AsyncClient, concurrency: int) -> None:
-        self.client = client
-        self._gate = asyncio.Semaphore(concurrency)
-
-    async def get(self, path: str, **params: int) -> httpx.Response:
-        async with self._gate:
-            return _ok(await self.client.get(path, params=params))
-
-    async def post(self, path: str, data: dict[str, str]) -> httpx.Response:
-        async with self._gate:
-            return _ok(await self.client.post(path, data=data))
-
-    async def each(self, path: str, pages: Iterable[dict[str, int]]) -> list[httpx.Response]:
-        return list(await asyncio.gather(*(self.get(path, **params) for params in pages)))
-
-
-def _ok(reply: httpx.Response) -> httpx.Response:
-    if reply.status_code != 200:
-        raise SystemExit(f"plain HTTP: {reply.url} answered {reply.status_code} (logged out?)")
-    return reply
-
-
-def _html(reply: httpx.Response, encoding: str | None = None) -> LexborHTMLParser:
-    return LexborHTMLParser(reply.content.decode(encoding) if encoding else reply.text)
-
-
-def _texts(nodes: Iterable[LexborNode]) -> list[str]:
-    return [node.text(strip=True) for node in nodes]
-
-
-def _rows(tree: LexborHTMLParser, headers: list[str], rows: str) -> PlainRecords:
-    """Each row's cells (``th`` and ``td`` alike) by the headers over them."""
-    return [dict(zip(headers, _texts(tr.css("th, td")), strict=False)) for tr in tree.css(rows)]
-
-
-async def _numbered(
-    http: Plain, path: str, *, page: str, size: str, per_page: int, start: int, total: str
-) -> list[LexborHTMLParser]:
-    """Every numbered page of a list: the first page's stated ``total`` says how many."""
-    first = _html(await http.get(path, **{page: start, size: per_page}))
-    count = math.ceil(int(first.css_first(total).text(strip=True)) / per_page)
-    rest = await http.each(path, ({page: n, size: per_page} for n in range(start + 1, start + count)))
-    return [first, *map(_html, rest)]
-
-
-async def _api(
-    http: Plain, path: str, *, page: str, size: str, per_page: int, rows: str, total: str
-) -> PlainRecords:
-    """Every page of a paged JSON list: the first answer's ``total`` says how many."""
-    first = (await http.get(path, **{page: 1, size: per_page})).json()
-    count = math.ceil(first[total] / per_page)
-    rest = await http.each(path, ({page: n, size: per_page} for n in range(2, count + 1)))
-    return [item for body in [first, *(reply.json() for reply in rest)] for item in body[rows]]
-
-
-async def plain_population(http: Plain) -> PlainRecords:
-    trees = await _numbered(http, "/persons", page="page", size="size", per_page=100, start=1, total="#total")
-    table = "table.persons"
-    return [
-        row
-        for tree in trees
-        for row in _rows(tree, _texts(tree.css(f"{table} thead th")), f"{table} tbody tr")
-    ]
-
-
-async def plain_civil(http: Plain) -> PlainRecords:
-    return await _api(
-        http, "/api/elderly/list", page="pageNum", size="pageSize", per_page=100, rows="rows", total="total"
-    )
-
-
-async def plain_market(http: Plain) -> PlainRecords:
-    reply = await http.get("/entities/export.xlsx")
-    return pd.read_excel(io.BytesIO(reply.content), dtype=str).to_dict(orient="records")
-
-
-async def plain_health(http: Plain) -> PlainRecords:
-    """0-based pages; each row is led by a ``<th>`` under a two-row header (groups over fields)."""
-    trees = await _numbered(
-        http, "/admin/sign/list", page="pageNo", size="pageSize", per_page=20, start=0, total=".total b"
-    )
-    records = []
-    for tree in trees:
-        top, fields = (_texts(tree.css(f"table.table-list thead tr:nth-child({n}) th")) for n in (1, 2))
-        records += _rows(tree, [*top[:2], *fields, top[-1]], "table.table-list tbody tr")
-    return records
-
-
-async def plain_assist(http: Plain) -> PlainRecords:
-    return await _api(
-        http, "/assist/api/list", page="page", size="limit", per_page=50, rows="data", total="count"
-    )
-
-
-async def plain_disability(http: Plain) -> PlainRecords:
-    """ASP.NET postbacks: each page's hidden fields, posted back with 下一页's event, bring the next."""
-    tree = _html(await http.get("/List.aspx"), DISABILITY_ENCODING)
-    records: PlainRecords = []
-    while True:
-        headers = _texts(tree.css("#gvList tr:first-child th"))
-        records += _rows(tree, headers, "#gvList tr:not(:first-child):not(.pager)")
-        link = next((a for a in tree.css("#gvList tr.pager a") if a.text(strip=True) == "下一页"), None)
-        if link is None:
-            return records
-        found = POSTBACK.search(link.attributes.get("href") or "")
-        if found is None:
-            raise SystemExit("plain HTTP: the 下一页 link of the ASP.NET list is not a __doPostBack")
-        form = {
-            node.attributes["name"] or "": node.attributes.get("value") or ""
-            for node in tree.css("#form1 input[type=hidden]")
-        }
-        form |= {"__EVENTTARGET": found[1], "__EVENTARGUMENT": found[2]}
-        tree = _html(await http.post("/List.aspx", form), DISABILITY_ENCODING)
+SHAPE_ROUNDS = 3
+LOGGED_IN = "已登录"  # how connectors._session says a login succeeded
 
 
 @dataclass(frozen=True)
@@ -510,16 +405,15 @@ class Shape:
     code: str
     robot: str
     key: str  # the records' key, as the plain script reads it
-    plain: Callable[[Plain], Awaitable[PlainRecords]]
 
 
 SHAPES = (
-    Shape("population", "persons", "身份证号", plain_population),
-    Shape("civil", "elderly", "archiveNo", plain_civil),
-    Shape("market", "entities", "统一社会信用代码", plain_market),
-    Shape("health", "family_doctor", "签约编号", plain_health),
-    Shape("assist", "assistance", "certNo", plain_assist),
-    Shape("disability", "disabled", "残疾人证号", plain_disability),
+    Shape("population", "persons", "身份证号"),
+    Shape("civil", "elderly", "archiveNo"),
+    Shape("market", "entities", "统一社会信用代码"),
+    Shape("health", "family_doctor", "签约编号"),
+    Shape("assist", "assistance", "certNo"),
+    Shape("disability", "disabled", "残疾人证号"),
 )
 
 
@@ -560,7 +454,7 @@ class RunClock:
         return (
             record["name"] == "connectors._session"
             and record["function"] == "login"
-            and record["message"].startswith("logged in")
+            and record["message"].startswith(LOGGED_IN)
         )
 
 
@@ -605,9 +499,9 @@ async def shape_round(
     if state is None:
         raise SystemExit(f"{shape.code}: the run left no session in the vault")
     concurrency = spec.system.politeness.concurrency
-    async with _client(url, state["cookies"], concurrency) as client:
+    async with plain_client(url, state["cookies"], concurrency) as client:
         before = time.perf_counter()
-        records = await shape.plain(Plain(client, concurrency))
+        records = await READERS[shape.code](Plain(client, concurrency))
         plain_s = time.perf_counter() - before
     keys = [record[shape.key] for record in records]
     if len(keys) != len(truth) or set(keys) != truth:
@@ -709,24 +603,570 @@ def shapes_table(
     )
 
 
+def _side_lines(label: str, sides: list[Side]) -> str:
+    """One side's median phases, and under them the peak of its median round, by process name."""
+    split = " · ".join(
+        f"{name} {median(side.phases.get(name, 0.0) for side in sides):.2f}" for name in sides[0].phases
+    )
+    middle = sorted(sides, key=lambda side: side.peak.kib)[len(sides) // 2]
+    peak = middle.peak
+    parts = " ".join(
+        f"{name} {kib / 1024:,.0f}" for name, kib in sorted(peak.parts.items(), key=lambda p: -p[1])
+    )
+    rss = f"; RSS only: {', '.join(sorted(peak.rss_only))}" if peak.rss_only else ""
+    by_phase = " · ".join(f"{name} {kib / 1024:,.0f}" for name, kib in middle.phase_peaks.items())
+    return (
+        f"{label:6}{split}\n{'':18}peak {peak.kib / 1024:,.0f} MiB in '{middle.peak_phase}', "
+        f"{peak.processes} processes: {parts}{rss}\n{'':18}peak MiB by phase: {by_phase}"
+    )
+
+
 def _median(values: list[float], form: str, width: int) -> str:
     return f"{form.format(median(values)):>{width}}"
+
+
+PROCESS_PERSONS = 5_000  # the issue's world: one account, 5,000 persons
+PROCESS_QUICK_PERSONS = 1_000
+PROCESS_ROUNDS = 5
+PROCESS_COMMUNITIES = 1  # the account sees the whole world, as in the issue's figures
+PSS_SAMPLE_S = 0.04  # a sample takes about 5 ms of a core: more often would load the machine we measure
+SANDBOX_START_S = 120.0
+PLAIN_SCRIPT = Path(__file__).with_name("plain_harvest.py")
+HARVEST = Path(sys.executable).with_name("harvest")  # the venv's entry point, as an operator runs it
+# Settings of the caller's that would point the runs away from their round's own data dir and vault.
+FOREIGN_SETTINGS = ("HARVEST_DATABASE_URL", "HARVEST_VAULT_KEY", "HARVEST_VAULT_KEY_FILE")
+
+# `harvest` with every system's politeness replaced by BENCH_POLITENESS (JSON of Politeness fields).
+# The framework reads no politeness from outside its declarations, so --rate/--concurrency need this
+# shim; the hook it stands in for is a HARVEST_POLITENESS setting applied where Harvester.system applies
+# HARVEST_SYSTEM_URLS. Without those options the bench runs the entry point itself.
+POLITENESS_SHIM = """
+import dataclasses, json, os, sys
+from robots.runtime import Harvester
+declared, limits = Harvester.system, json.loads(os.environ["BENCH_POLITENESS"])
+def system(self, declaration):
+    found = declared(self, declaration)
+    return dataclasses.replace(found, politeness=dataclasses.replace(found.politeness, **limits))
+Harvester.system = system
+from cli import app
+sys.argv[0] = "harvest"
+sys.exit(app())
+"""
+
+# The phases of each side: (name, the mark that ends it). Marks are wall-clock times; ours come from
+# the run's JSON log and its run row, the plain script's from its own last line.
+OURS_PHASES = (
+    ("start", "started"),  # Python, imports, settings, vault, Chromium, the run row
+    ("login", "logged_in"),  # a context, the login page, the form, the settle
+    ("walk", "walked"),  # every page read, validated, staged (only list walks log their end)
+    ("publish", "published"),  # the run's transaction, search index included (the run row's finished_at)
+    ("keep", "ended"),  # the session saved to the vault, the run's end logged
+    ("exit", "exit"),  # the browser closed, the table printed, the interpreter gone
+)
+PLAIN_PHASES = (
+    ("start", "imported"),
+    ("chromium", "launched"),
+    ("login", "logged_in"),
+    ("close", "closed"),
+    ("walk", "read"),
+    ("write", "written"),
+    ("exit", "exit"),
+)
+
+
+@dataclass
+class TreePeak:
+    """The peak of a process tree's summed PSS: how much, when, and by process name."""
+
+    kib: int = 0
+    at: float = 0.0  # time.time()
+    parts: dict[str, int] = field(default_factory=dict)
+    processes: int = 0
+    rss_only: set[str] = field(default_factory=set)  # names whose PSS could not be read (their RSS counts)
+
+
+class TreeSampler:
+    """Samples the PSS of ``pid`` and every process under it from /proc, in a background thread.
+
+    "Under it" is the tree of children, plus every process that carries ``marker`` in its environment:
+    Chromium's crashpad handlers detach themselves from the tree (their parent becomes init) but
+    inherit the environment.
+    """
+
+    def __init__(self, pid: int, marker: str, interval: float = PSS_SAMPLE_S) -> None:
+        self.pid = pid
+        self.marker = marker.encode()
+        self.interval = interval
+        self.peak = TreePeak()
+        self.series: list[tuple[float, int]] = []  # (time.time(), KiB) of every sample
+        self._looked: set[int] = set()  # pids whose environment was read: a pid's environment stays
+        self._detached: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pss-sampler", daemon=True)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def sample(self) -> None:
+        parts: dict[str, int] = {}
+        rss_only = set()
+        pids = {self.pid, *_descendants(self.pid)}
+        pids |= self._marked(pids)
+        for pid in pids:
+            name = _comm(pid)
+            kib, exact = _pss_kib(pid)
+            if not kib:  # ended since it was listed
+                continue
+            parts[name] = parts.get(name, 0) + kib
+            if not exact:
+                rss_only.add(name)
+        total, now = sum(parts.values()), time.time()
+        self.series.append((now, total))
+        if total > self.peak.kib:
+            self.peak = TreePeak(total, now, parts, len(pids), rss_only)
+
+    def _marked(self, tree: set[int]) -> set[int]:
+        """Processes outside ``tree`` with the marker, reading the environment of new pids only."""
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or (pid := int(entry)) in self._looked or pid in tree:
+                continue
+            self._looked.add(pid)
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    if self.marker in f.read():
+                        self._detached.add(pid)
+            except OSError:  # ended, or not ours to read (then not ours at all)
+                pass
+        return self._detached
+
+    def _loop(self) -> None:
+        while True:
+            self.sample()
+            if self._stop.wait(self.interval):
+                return
+
+
+def _pss_kib(pid: int) -> tuple[int, bool]:
+    """The process's PSS, or its RSS where smaps_rollup is not ours to read; (0, True) once it ended."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]), True
+    except FileNotFoundError:
+        return 0, True
+    except OSError:
+        pass
+    return _rss_kib(pid), False
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+@dataclass(frozen=True)
+class Timed:
+    """One side's process, spawn to exit."""
+
+    seconds: float
+    spawned: float  # time.time()
+    exited: float
+    stdout: str
+    peak: TreePeak
+    series: list[tuple[float, int]]
+
+
+def timed(label: str, command: list[str], env: dict[str, str], cwd: Path) -> Timed:
+    """Run ``command`` to its end, sampling its process tree; a failure stops the bench with its stderr."""
+    marker = f"BENCH_TREE={uuid.uuid4().hex}"
+    env = {**env, "BENCH_TREE": marker.partition("=")[2]}
+    spawned, began = time.time(), time.perf_counter()
+    process = subprocess.Popen(
+        command, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    with TreeSampler(process.pid, marker) as sampler:
+        stdout, stderr = process.communicate()
+    seconds, exited = time.perf_counter() - began, time.time()
+    if process.returncode != 0:
+        tail = stderr.decode(errors="replace").strip().splitlines()[-8:]
+        raise SystemExit(f"{label} exited {process.returncode}:\n" + "\n".join(tail))
+    return Timed(seconds, spawned, exited, stdout.decode(errors="replace"), sampler.peak, sampler.series)
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of one round: its time, peak, phases and the requests the system served it."""
+
+    seconds: float
+    records: int
+    peak: TreePeak
+    phases: dict[str, float]
+    peak_phase: str
+    phase_peaks: dict[str, int]  # KiB: the highest sample in each phase
+    requests: int  # as the sandbox counted them: the browser's login included
+
+
+Phases = list[tuple[str, float, float]]  # (name, from, to), wall-clock times
+
+
+def spans(marks: dict[str, float | None], named: tuple[tuple[str, str], ...]) -> Phases:
+    """Each phase from the mark before it to its own; a phase whose mark is missing is merged into
+    the next ("walk+publish"). The spawn is always marked."""
+    found: Phases = []
+    last, pending = marks["spawned"], []
+    for name, mark in named:
+        pending.append(name)
+        when = marks.get(mark)
+        if when is None or last is None:
+            continue
+        found.append(("+".join(pending), last, when))
+        last, pending = when, []
+    return found
+
+
+def phase_at(at: float, phases: Phases) -> str:
+    """The phase a moment falls in (the last one if after them all)."""
+    return next((name for name, _, to in phases if at <= to), phases[-1][0])
+
+
+def phase_peaks(series: list[tuple[float, int]], phases: Phases) -> dict[str, int]:
+    """The highest sample of each phase, in the phases' order."""
+    peaks = dict.fromkeys((name for name, _, _ in phases), 0)
+    for at, kib in series:
+        name = phase_at(at, phases)
+        peaks[name] = max(peaks[name], kib)
+    return {name: kib for name, kib in peaks.items() if kib}
+
+
+@dataclass(frozen=True)
+class ProcessRound:
+    ours: Side
+    plain: Side
+
+
+class ProcessBench:
+    """The sandbox in a process of its own, and each side of a round as an operator would start it."""
+
+    def __init__(self, args: argparse.Namespace, box: Sandbox, port: int, folder: Path) -> None:
+        self.args = args
+        self.box = box
+        self.urls = {code: f"http://127.0.0.1:{port + i}" for i, code in enumerate(box.systems)}
+        self.folder = folder
+        self.specs = {shape.code: discover()[shape.robot] for shape in SHAPES}
+        self.accounts = {shape.code: box[shape.code].accounts[0] for shape in SHAPES}
+        self.truths = {
+            code: truth_keys(box[code], self.specs[code].dataset, account)
+            for code, account in self.accounts.items()
+        }
+        self.limits = {
+            name: value for name in ("concurrency", "rate") if (value := getattr(args, name)) is not None
+        }
+        self.launch = json.dumps(launch_options(load_settings()))
+
+    def concurrency(self, code: str) -> int:
+        return self.limits.get("concurrency") or self.specs[code].system.politeness.concurrency
+
+    def prepare(self, data_dir: Path) -> None:
+        """A fresh data dir and vault holding every shape's account (outside the timing)."""
+        demo_vault(load_settings(data_dir=data_dir), self.accounts.values())
+
+    def ours(self, shape: Shape, data_dir: Path) -> Side:
+        env = {key: value for key, value in os.environ.items() if key not in FOREIGN_SETTINGS}
+        env |= {
+            "HARVEST_DATA_DIR": str(data_dir),
+            "HARVEST_SYSTEM_URLS": json.dumps(self.urls),
+            "HARVEST_LOG_JSON": "true",  # the timestamps of the run's own log lines split its time
+        }
+        command = [str(HARVEST)]
+        if self.limits:
+            command = [sys.executable, "-c", POLITENESS_SHIM]
+            env["BENCH_POLITENESS"] = json.dumps(self.limits)
+        log = data_dir / "logs" / "harvest.jsonl"
+        offset = log.stat().st_size if log.exists() else 0
+        self._reset(shape.code)
+        run = timed(
+            f"{shape.code}: harvest run",
+            [*command, "run", shape.robot, "--account", self.accounts[shape.code].account],
+            env,
+            data_dir,
+        )
+        records, keys, published = self._published(shape, data_dir)
+        marks = {
+            "spawned": run.spawned,
+            **_log_marks(log, offset),
+            "published": published,
+            "exit": run.exited,
+        }
+        return self._side(shape, run, records, keys, marks, OURS_PHASES)
+
+    def plain(self, shape: Shape, data_dir: Path) -> Side:
+        account = self.accounts[shape.code]
+        out = data_dir / f"plain-{shape.code}.sqlite"
+        command = [
+            sys.executable,
+            str(PLAIN_SCRIPT),
+            shape.code,
+            self.urls[shape.code],
+            account.username,
+            str(out),
+            "--concurrency",
+            str(self.concurrency(shape.code)),
+            "--launch",
+            self.launch,
+        ]
+        self._reset(shape.code)
+        run = timed(
+            f"{shape.code}: plain_harvest.py",
+            command,
+            {**os.environ, "PLAIN_PASSWORD": account.password},
+            data_dir,
+        )
+        said = json.loads(run.stdout.strip().splitlines()[-1])
+        with contextlib.closing(sqlite3.connect(out)) as db:
+            keys = {row[0] for row in db.execute(f'select "{shape.key}" from records')}
+            records = db.execute("select count(*) from records").fetchone()[0]
+        if records != said["records"]:
+            raise SystemExit(
+                f"{shape.code}: the plain script said {said['records']} records, wrote {records}"
+            )
+        marks = {"spawned": run.spawned, **said["marks"], "exit": run.exited}
+        return self._side(shape, run, records, keys, marks, PLAIN_PHASES)
+
+    def _side(
+        self,
+        shape: Shape,
+        run: Timed,
+        records: int,
+        keys: set[str],
+        marks: dict[str, float | None],
+        named: tuple[tuple[str, str], ...],
+    ) -> Side:
+        truth = self.truths[shape.code]
+        if records != len(truth) or keys != truth:
+            raise SystemExit(
+                f"{shape.code}: {records} records ({len(keys & truth)} right), not the {len(truth)}"
+            )
+        stats = httpx.get(f"{self.urls[shape.code]}/__sandbox__/stats").json()
+        phases = spans(marks, named)
+        return Side(
+            run.seconds,
+            records,
+            run.peak,
+            {name: to - since for name, since, to in phases},
+            phase_at(run.peak.at, phases),
+            phase_peaks(run.series, phases),
+            stats["requests"],
+        )
+
+    def _reset(self, code: str) -> None:
+        """Sessions and traffic counts back to nothing: each side's count of requests is its own."""
+        httpx.post(f"{self.urls[code]}/__sandbox__/reset").raise_for_status()
+
+    def _published(self, shape: Shape, data_dir: Path) -> tuple[int, set[str], float | None]:
+        """Our run's records, their keys in the snapshot, and when the run was published."""
+        dataset = self.specs[shape.code].dataset
+        with contextlib.closing(sqlite3.connect(data_dir / "harvest.db")) as db:
+            status, seen, new, finished = db.execute(
+                "select status, seen, new, finished_at from run where dataset = ? order by started_at desc",
+                (dataset,),
+            ).fetchone()
+            (key,) = json.loads(
+                db.execute("select key from datasetinfo where name = ?", (dataset,)).fetchone()[0]
+            )
+            keys = {
+                row[0] for row in db.execute(f'select "{key}" from snap_{dataset} where gone_run is null')
+            }
+        if status != "ok" or new != seen:
+            raise SystemExit(f"{shape.code}: our run ended {status} with {seen} records, {new} new")
+        published = (
+            dt.datetime.fromisoformat(finished).replace(tzinfo=dt.UTC).timestamp() if finished else None
+        )
+        return seen, keys, published
+
+
+def _log_marks(log: Path, offset: int) -> dict[str, float]:
+    """When the run's log says it started, logged in, ended its walk and ended (lines after ``offset``)."""
+    marks: dict[str, float] = {}
+    with log.open(encoding="utf-8") as f:
+        f.seek(offset)
+        for line in f:
+            record = json.loads(line)["record"]
+            where, message = (record["name"], record["function"]), record["message"]
+            mark = {
+                ("robots._reports", "started"): "started",
+                ("robots._paging", "ended"): "walked",
+                ("robots._reports", "finished"): "ended",
+            }.get(where)
+            if message.startswith(LOGGED_IN):
+                mark = "logged_in"
+            if mark is not None:
+                marks.setdefault(mark, record["time"]["timestamp"])
+    return marks
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive ports free on 127.0.0.1 now (another process may yet take one)."""
+    for _ in range(50):
+        first = random.randrange(20_000, 60_000)
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sockets.append(socket.socket())
+                sockets[-1].bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise SystemExit(f"no {count} consecutive free ports on 127.0.0.1")
+
+
+@contextmanager
+def sandbox_process(args: argparse.Namespace, port: int, urls: Iterable[str], cwd: Path) -> Iterator[None]:
+    """`harvest sandbox` serving the bench's world from ``port`` on, until the block ends."""
+    command = [str(HARVEST), "sandbox", "--port", str(port), "--persons", str(args.persons)]
+    command += ["--communities", str(PROCESS_COMMUNITIES), "--seed", str(SHAPE_SEED)]
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + SANDBOX_START_S
+        for url in urls:
+            while not _answers(f"{url}/__sandbox__/switches"):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    why = process.stderr.read().decode(errors="replace") if process.poll() is not None else ""
+                    raise SystemExit(f"harvest sandbox did not start on {url}: {why.strip()}")
+                time.sleep(0.2)
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def bench_process(args: argparse.Namespace) -> None:
+    world = generate_world(seed=SHAPE_SEED, persons=args.persons, communities=PROCESS_COMMUNITIES)
+    box = Sandbox(world)  # not started: its accounts and truths; `harvest sandbox` serves the same world
+    port = free_ports(len(box.systems))
+    rounds: dict[str, list[ProcessRound]] = {shape.code: [] for shape in SHAPES}
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-process-") as name:
+        folder = Path(name)
+        bench = ProcessBench(args, box, port, folder)
+        with sandbox_process(args, port, bench.urls.values(), folder):
+            politeness = ", ".join(f"{k} {v:g}" for k, v in bench.limits.items()) or "as each system declares"
+            print(
+                f"{args.persons:,} persons, one community · each system's account of "
+                f"{bench.accounts['population'].scope} · {args.rounds} rounds · politeness {politeness} · "
+                f"{os.cpu_count()} CPUs · load average {os.getloadavg()[0]:.1f} at the start\n"
+            )
+            for n in range(args.rounds):
+                data_dir = folder / f"round-{n + 1}"
+                bench.prepare(data_dir)
+                turn = n % len(SHAPES)  # each round starts with another shape, and every other with plain
+                for shape in SHAPES[turn:] + SHAPES[:turn]:
+                    if n % 2:
+                        plain = bench.plain(shape, data_dir)
+                        ours = bench.ours(shape, data_dir)
+                    else:
+                        ours = bench.ours(shape, data_dir)
+                        plain = bench.plain(shape, data_dir)
+                    rounds[shape.code].append(ProcessRound(ours, plain))
+                print(
+                    f"round {n + 1}/{args.rounds}: {time.perf_counter() - began:.0f} s so far, "
+                    f"load average {os.getloadavg()[0]:.1f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    process_table(rounds)
+    print(
+        f"\n{time.perf_counter() - began:.0f} s in all; load average (1, 5, 15 min) at the end: "
+        f"{', '.join(f'{load:.1f}' for load in os.getloadavg())}"
+    )
+
+
+def process_table(rounds: dict[str, list[ProcessRound]]) -> None:
+    print(
+        f"{'shape':12}{'records':>8}{'ours s':>8}{'plain s':>8}{'ours rec/s':>11}{'plain rec/s':>12}"
+        f"{'ours/plain':>11}{'ours MiB':>9}{'plain MiB':>10}{'MiB o/p':>8}{'requests':>10}"
+    )
+    for code, runs in rounds.items():
+        n = runs[0].ours.records
+        requests = f"{median(r.ours.requests for r in runs):.0f}/{median(r.plain.requests for r in runs):.0f}"
+        print(
+            f"{code:12}{n:>8,}"
+            + _median([r.ours.seconds for r in runs], "{:.2f}", 8)
+            + _median([r.plain.seconds for r in runs], "{:.2f}", 8)
+            + _median([n / r.ours.seconds for r in runs], "{:,.0f}", 11)
+            + _median([n / r.plain.seconds for r in runs], "{:,.0f}", 12)
+            + _median([r.plain.seconds / r.ours.seconds for r in runs], "{:.3f}x", 11)
+            + _median([r.ours.peak.kib / 1024 for r in runs], "{:,.0f}", 9)
+            + _median([r.plain.peak.kib / 1024 for r in runs], "{:,.0f}", 10)
+            + _median([r.ours.peak.kib / r.plain.peak.kib for r in runs], "{:.2f}x", 8)
+            + f"{requests:>10}"
+        )
+    print("\nWhere the time goes (median seconds of each phase), and the peak (its median round):")
+    for code, runs in rounds.items():
+        print(f"{code:12}{_side_lines('ours', [r.ours for r in runs])}")
+        print(f"{'':12}{_side_lines('plain', [r.plain for r in runs])}")
+    print(
+        "\n'ours' is the whole `harvest run ROBOT --account ACCOUNT` process, spawn to exit; 'plain' the",
+        "whole bench/plain_harvest.py process (browser login, then httpx). Ratios are medians of each",
+        "round's ours/plain. 'MiB' is the peak PSS summed over the process and every process under it",
+        f"(Python, Playwright's driver, Chromium), sampled every {PSS_SAMPLE_S * 1000:.0f} ms. 'requests':"
+        " what the sandbox",
+        "served each side, ours/plain, the browser's login pages included. Ours' phases come from its JSON",
+        "log and run row; a phase whose line is missing is merged into the next ('walk+publish').",
+        sep="\n",
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--persons", type=int, default=20_000, help="persons in the world (one community; --shapes: two)"
+        "--persons",
+        type=int,
+        default=None,
+        help="persons in the world (default 20,000 in one community; --shapes: two; "
+        f"--process: {PROCESS_PERSONS:,} in one)",
     )
     parser.add_argument("--size", type=int, default=100, choices=PAGE_SIZES, help="rows per list page")
-    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (robots and httpx)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help=f"requests in flight, robots and httpx (default {DEFAULT_CONCURRENCY}; --process: as declared)",
+    )
     parser.add_argument(
         "--rate",
         type=float,
         default=None,
-        help=f"requests started per second by the robots (default {DEFAULT_RATE:g}; --shapes: as declared)",
+        help=f"requests started per second by the robots (default {DEFAULT_RATE:g}; --shapes, --process: "
+        "as declared)",
     )
-    parser.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK_PERSONS:,} persons")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a smoke run: {QUICK_PERSONS:,} persons (--process: {PROCESS_QUICK_PERSONS:,}, one round)",
+    )
     parser.add_argument("--no-naive", action="store_true", help="leave out the (slow) naive loop")
     parser.add_argument(
         "--naive-pages",
@@ -740,17 +1180,35 @@ def main() -> None:
         help="every sandbox shape: the demo robot's whole run against plain httpx with its session "
         f"({SHAPE_COMMUNITIES} communities; uses --persons, --rounds, --rate and --captcha only)",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="--shapes: interleaved rounds (medians)")
+    parser.add_argument(
+        "--process",
+        action="store_true",
+        help="every sandbox shape: the whole `harvest run` process against a plain script's process, "
+        "time and peak PSS of each process tree (uses --persons, --rounds, --rate, --concurrency, --quick)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help=f"interleaved rounds (medians): --shapes 3, --process {PROCESS_ROUNDS}",
+    )
     parser.add_argument("--captcha", action="store_true", help="--shapes: every login reads an image captcha")
     args = parser.parse_args()
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
+    if args.process:
+        args.persons = args.persons or (PROCESS_QUICK_PERSONS if args.quick else PROCESS_PERSONS)
+        args.rounds = args.rounds or (1 if args.quick else PROCESS_ROUNDS)
+        bench_process(args)
+        return
+    args.persons = args.persons or (QUICK_PERSONS if args.quick else DEFAULT_PERSONS)
     if args.shapes:
+        args.rounds = args.rounds or SHAPE_ROUNDS
         asyncio.run(bench_shapes(args))
         return
     args.rate = args.rate or DEFAULT_RATE
+    args.concurrency = args.concurrency or DEFAULT_CONCURRENCY
     if args.quick:
-        args.persons = QUICK_PERSONS
         args.naive_pages = args.naive_pages or QUICK_NAIVE_PAGES
     asyncio.run(bench(args))
 
