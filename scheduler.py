@@ -36,7 +36,7 @@ from loguru import logger
 from sqlmodel import Field, Session, SQLModel
 
 from alerts import Alert, Notifier
-from connectors import failure_class
+from connectors import configured, failure_class
 from machine import utc_now, zone
 from robots.runtime import Harvester, RobotSpec, RunReport, broken, discover
 from settings import ConfigurationError, Settings
@@ -277,7 +277,7 @@ class HarvestScheduler:
         if self._waiting_for_person(planned):
             logger.info("{} 在等人处理（见此前发出的告警），本次不运行", planned.id)
             return None
-        system = planned.robot.system
+        system = configured(planned.robot.system, self.settings)
         slots = self._system_slots.setdefault(
             system.name, threading.BoundedSemaphore(system.politeness.sessions)
         )

@@ -12,14 +12,29 @@ import json
 import re
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from machine import zone
+
+
+class PolitenessLimits(BaseModel):
+    """A unit's own limits for one system, over what its declaration says (``connectors.Politeness``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int | None = Field(default=None, ge=1)
+    sessions: int | None = Field(default=None, ge=1)
+    rate: float | None = Field(default=None, gt=0)
+    hours: tuple[Annotated[int, Field(ge=0, le=23)], Annotated[int, Field(ge=0, le=23)]] | None = None
+    retries: int | None = Field(default=None, ge=0)
+
+    def given(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
 
 
 class Settings(BaseSettings):
@@ -50,6 +65,11 @@ class Settings(BaseSettings):
     system_urls: dict[str, str] = Field(
         default_factory=dict,
         description='Base URL of a system by name, overriding its declaration (JSON: {"population": "http://…"}).',
+    )
+    politeness: dict[str, PolitenessLimits] = Field(
+        default_factory=dict,
+        description="A system's politeness by name, over its declaration: the ceilings the unit allows "
+        '(JSON: {"population": {"concurrency": 2, "rate": 5, "hours": [22, 6]}}).',
     )
     context_recycle_pages: int = Field(
         default=200, ge=1, description="Pages a browser context serves before it is recycled (bounds memory)."

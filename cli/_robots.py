@@ -23,6 +23,7 @@ commands = typer.Typer()
 @commands.command("list")
 def list_() -> None:
     """系统、机器人和账号，以及每个账号最近一次采集和结果；无法加载的机器人文件也列出。"""
+    from connectors import configured
     from robots.runtime import discover
     from settings import load_settings
 
@@ -32,10 +33,9 @@ def list_() -> None:
     table = Table(title="系统")
     for column in ("代号", "名称", "网址", "礼貌限速"):
         table.add_column(column)
-    for system in systems.values():
-        p = system.politeness
-        url = settings.system_urls.get(system.name, system.base_url)
-        _row(table, system.name, system.title, url, f"同时 {p.concurrency} 个，每秒 {p.rate:g} 次")
+    for system in (configured(declared, settings) for declared in systems.values()):
+        pace = f"同时 {system.politeness.concurrency} 个，每秒 {system.politeness.rate:g} 次"
+        _row(table, system.name, system.title, system.base_url, pace)
     console.print(table)
     table = Table(title="机器人")
     for column in ("机器人", "系统", "数据集", "计划", "采集内容"):

@@ -41,7 +41,7 @@ from connectors._login import Credentials, LoginAttempt, LoginLedger, MemoryLedg
 from connectors._polite import Pace, Polite, backoff
 from connectors._session import Session
 from connectors._system import FormLogin, LoginOutcome, Politeness, System
-from connectors._systems import systems
+from connectors._systems import configured, systems
 
 __all__ = [
     "CHROMIUM_ARGS",
@@ -80,6 +80,7 @@ __all__ = [
     "SystemUnavailable",
     "TerminalSolver",
     "backoff",
+    "configured",
     "failure_class",
     "launch_browser",
     "launch_options",

@@ -6,10 +6,15 @@ are found the way robots are: every module of ``connectors/`` not starting with 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
+from typing import TYPE_CHECKING
 
 from connectors._system import System
+
+if TYPE_CHECKING:
+    from settings import Settings
 
 
 def systems(package: str = "connectors") -> dict[str, System]:
@@ -33,3 +38,17 @@ def systems(package: str = "connectors") -> dict[str, System]:
                     "请给其中一个另起 name"
                 )
     return {name: system for name, (system, _) in sorted(found.items())}
+
+
+def configured(declared: System, settings: Settings) -> System:
+    """``declared`` as this unit runs it: at the base URL and within the politeness the settings give
+    (``HARVEST_SYSTEM_URLS``, ``HARVEST_POLITENESS``), else as declared."""
+    system = declared
+    url = settings.system_urls.get(declared.name)
+    if url:
+        system = dataclasses.replace(system, base_url=url)
+    limits = settings.politeness.get(declared.name)
+    if limits is not None:
+        politeness = dataclasses.replace(system.politeness, **limits.given())
+        system = dataclasses.replace(system, politeness=politeness)
+    return system

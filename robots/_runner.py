@@ -43,6 +43,7 @@ from connectors import (
     SolverChain,
     System,
     TerminalSolver,
+    configured,
     failure_class,
     start_playwright,
     sweep_orphan_browsers,
@@ -118,9 +119,8 @@ class Harvester:
         return self._chromium
 
     def system(self, declared: System) -> System:
-        """The system as declared, at the base URL the settings say (``HARVEST_SYSTEM_URLS``)."""
-        url = self.settings.system_urls.get(declared.name)
-        return dataclasses.replace(declared, base_url=url) if url else declared
+        """The system as this unit runs it (``HARVEST_SYSTEM_URLS``, ``HARVEST_POLITENESS``)."""
+        return configured(declared, self.settings)
 
     async def run(self, robot: RobotSpec, account: str) -> RunReport:
         """One run of ``robot`` with ``account``, holding the account's lease; the hooks hear how it ended."""

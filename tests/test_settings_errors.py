@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from settings import ConfigurationError, load_settings
+from connectors import configured
+from connectors.sandbox import population
+from settings import ConfigurationError, Settings, load_settings
 from store import Store, make_engine
 
 HARVEST = Path(sys.executable).with_name("harvest")
@@ -116,3 +118,28 @@ def test_a_read_only_database_names_the_file_and_the_fix(tmp_path: Path) -> None
 def test_help_still_works_beside_a_malformed_setting(tmp_path: Path) -> None:
     result = _harvest("list --help", {"HARVEST_DESK_PORT": "abc"}, tmp_path)
     assert result.returncode == 0 and "harvest list" in result.stdout
+
+
+def test_politeness_is_set_per_system_over_the_declaration() -> None:
+    settings = Settings(politeness={"population": {"rate": 2.5, "hours": [22, 6]}})
+    system = configured(population, settings)
+    assert (system.politeness.rate, system.politeness.hours) == (2.5, (22, 6))
+    assert system.politeness.concurrency == population.politeness.concurrency  # not given: as declared
+    assert configured(population, Settings()) is population
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ('{"population": {"rat": 5}}', "HARVEST_POLITENESS"),
+        ('{"population": {"rate": 0}}', "应大于 0"),
+        ('{"population": {"hours": [22, 25]}}', "应不大于 23"),
+    ],
+)
+def test_a_wrong_politeness_is_one_line_naming_the_setting(
+    value: str, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARVEST_POLITENESS", value)
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    assert said in str(raised.value) and "\n" not in str(raised.value)
