@@ -50,8 +50,8 @@ process of its own; in each of ``--rounds`` interleaved rounds (a fresh data dir
 shapes in a rotated order, every other round the plain side first) and for each shape it runs:
 
 - ours: the whole ``harvest run ROBOT --account ACCOUNT`` process, spawn to exit, under the system's
-  declared politeness unless ``--rate``/``--concurrency`` replace it (through ``POLITENESS_SHIM``:
-  the framework has no setting for it). Its JSON log and run row split it into start, login, walk,
+  declared politeness unless ``--rate``/``--concurrency`` replace it (``HARVEST_POLITENESS``, as a
+  unit would). Its JSON log and run row split it into start, login, walk,
   publish, keeping the session, and exit;
 - plain: ``bench/plain_harvest.py``, a one-off script: browser login, cookies, browser closed,
   httpx at the same concurrency with no rate cap, records into one SQLite table.
@@ -636,23 +636,6 @@ HARVEST = Path(sys.executable).with_name("harvest")  # the venv's entry point, a
 # Settings of the caller's that would point the runs away from their round's own data dir and vault.
 FOREIGN_SETTINGS = ("HARVEST_DATABASE_URL", "HARVEST_VAULT_KEY", "HARVEST_VAULT_KEY_FILE")
 
-# `harvest` with every system's politeness replaced by BENCH_POLITENESS (JSON of Politeness fields).
-# The framework reads no politeness from outside its declarations, so --rate/--concurrency need this
-# shim; the hook it stands in for is a HARVEST_POLITENESS setting applied where Harvester.system applies
-# HARVEST_SYSTEM_URLS. Without those options the bench runs the entry point itself.
-POLITENESS_SHIM = """
-import dataclasses, json, os, sys
-from robots.runtime import Harvester
-declared, limits = Harvester.system, json.loads(os.environ["BENCH_POLITENESS"])
-def system(self, declaration):
-    found = declared(self, declaration)
-    return dataclasses.replace(found, politeness=dataclasses.replace(found.politeness, **limits))
-Harvester.system = system
-from cli import app
-sys.argv[0] = "harvest"
-sys.exit(app())
-"""
-
 # The phases of each side: (name, the mark that ends it). Marks are wall-clock times; ours come from
 # the run's JSON log and its run row, the plain script's from its own last line.
 OURS_PHASES = (
@@ -886,10 +869,9 @@ class ProcessBench:
             "HARVEST_SYSTEM_URLS": json.dumps(self.urls),
             "HARVEST_LOG_JSON": "true",  # the timestamps of the run's own log lines split its time
         }
-        command = [str(HARVEST)]
         if self.limits:
-            command = [sys.executable, "-c", POLITENESS_SHIM]
-            env["BENCH_POLITENESS"] = json.dumps(self.limits)
+            env["HARVEST_POLITENESS"] = json.dumps(dict.fromkeys(self.urls, self.limits))
+        command = [str(HARVEST)]
         log = data_dir / "logs" / "harvest.jsonl"
         offset = log.stat().st_size if log.exists() else 0
         self._reset(shape.code)
