@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from robots.runtime import Harvester, RobotSpec, RunReport
     from sandbox import Sandbox
     from settings import Settings
+    from store import Store
     from vault import Vault
 
 SAMPLE = 10  # records a check shows unless told
@@ -48,11 +49,14 @@ def run(
     from settings import load_settings
 
     settings = load_settings()
-    spec = _robot_named(robot)
     if (account is None) == (not all_):
         raise typer.BadParameter("写 --account ACCOUNT 或 --all", param_hint="--account / --all")
-    accounts = _accounts(settings, spec, account)
-    reports = _harvest(settings, [(spec, name) for name in accounts])
+
+    def plan() -> list[tuple[RobotSpec, str]]:
+        spec = _robot_named(robot)
+        return [(spec, name) for name in _accounts(settings, spec, account)]
+
+    reports = _harvest(settings, plan)
     raise typer.Exit(_print_reports(reports))
 
 
@@ -83,25 +87,45 @@ def _accounts(settings: Settings, spec: RobotSpec, account: str | None) -> list[
     return accounts
 
 
-def _harvest(settings: Settings, plan: list[tuple[RobotSpec, str]], *, parallel: int = 1) -> list[RunReport]:
-    """Run every (robot, account) of ``plan`` with a progress display; accounts in parallel."""
+def _harvest(
+    settings: Settings, plan: Callable[[], list[tuple[RobotSpec, str]]], *, parallel: int = 1
+) -> list[RunReport]:
+    """Run every (robot, account) ``plan()`` gives with a progress display; accounts in parallel."""
     import asyncio
 
-    from connectors import ChromiumMissing
+    from connectors import ChromiumMissing, start_playwright
     from robots.runtime import Harvester, RichProgress, configure_logging, run_blocking
 
     configure_logging(settings, level="WARNING")
-    store, vault = _store(settings), _vault(settings)
+
+    def opened() -> tuple[list[tuple[RobotSpec, str]], Store, Vault]:
+        return plan(), _store(settings), _vault(settings)
 
     async def go(progress: RichProgress) -> list[RunReport]:
-        async with Harvester(settings, store, vault, hooks=[progress], interactive=sys.stdin.isatty()) as h:
+        # Playwright's driver and Chromium start while the store, the vault and (for `harvest run`)
+        # the robots load in a thread: half a second each, and neither needs the other.
+        early = asyncio.create_task(start_playwright())
+        try:
+            planned, store, vault = await asyncio.to_thread(opened)
+        except BaseException:
+            await (await early).stop()
+            raise
+        async with Harvester(
+            settings,
+            store,
+            vault,
+            hooks=[progress],
+            interactive=sys.stdin.isatty(),
+            playwright=await early,
+            warm=True,
+        ) as h:
             gate = asyncio.Semaphore(parallel)
 
             async def one(robot: RobotSpec, account: str) -> RunReport:
                 async with gate:
                     return await h.run(robot, account)
 
-            return list(await asyncio.gather(*(one(robot, account) for robot, account in plan)))
+            return list(await asyncio.gather(*(one(robot, account) for robot, account in planned)))
 
     with RichProgress(console) as progress:
         try:
@@ -287,7 +311,7 @@ def demo(
         _register_demo_accounts(settings, box)
         demo_robots = [r for r in _robots().values() if r.module.startswith("robots.sandbox_")]
         plan = [(r, a.account) for r in demo_robots for a in box[r.system.name].accounts]
-        reports = _harvest(settings, plan, parallel=3)
+        reports = _harvest(settings, lambda: plan, parallel=3)
     finally:
         box.stop()
     code = _print_reports(reports)

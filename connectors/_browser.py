@@ -90,6 +90,7 @@ class Chromium:
         self._holders = 0
         self.launches = 0  # how often this process started it: once per login on the fast path
         self._lock = asyncio.Lock()
+        self._starting: asyncio.Task[Browser] | None = None  # a warm start not yet taken
         self._closing: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -107,35 +108,57 @@ class Chromium:
     def running(self) -> bool:
         return self._browser is not None
 
+    def warm(self) -> None:
+        """Start Chromium now, for a login that is likely to come; ``idle()`` closes it if none came."""
+        if self.on_demand and self._browser is None and self._starting is None:
+            self._starting = asyncio.create_task(self._launch())
+
     async def acquire(self) -> Browser:
         async with self._lock:
             if self._browser is None:
-                assert self.playwright is not None and self._settings is not None
-                self._browser = await launch_browser(self.playwright, self._settings)
-                self.launches += 1
-                logger.debug("Chromium started")
+                starting, self._starting = self._starting, None
+                self._browser = await (starting or self._launch())
             self._holders += 1
             return self._browser
 
     async def release(self) -> None:
         async with self._lock:
             self._holders = max(0, self._holders - 1)
-            if self._holders or not self.on_demand or self._browser is None:
-                return
-            browser, self._browser = self._browser, None
-            # In the background: the walk that follows a login need not wait for Chromium to exit.
-            closing = asyncio.create_task(browser.close())
-            self._closing.add(closing)
-            closing.add_done_callback(self._closing.discard)
-            logger.debug("Chromium closing: no session needs it until the next login")
+            await self._unheld()
+
+    async def idle(self) -> None:
+        """Close the browser if nobody holds it (warmed for a login that a saved session spared)."""
+        async with self._lock:
+            await self._unheld()
 
     async def close(self) -> None:
         """Close the browser if it is ours, whoever still holds it."""
         async with self._lock:
-            browser, self._browser, self._holders = self._browser, None, 0
-            if browser is not None and self.on_demand:
-                await browser.close()
+            self._holders = 0
+            await self._unheld()
             await asyncio.gather(*self._closing)
+
+    async def _launch(self) -> Browser:
+        assert self.playwright is not None and self._settings is not None
+        browser = await launch_browser(self.playwright, self._settings)
+        self.launches += 1
+        logger.debug("Chromium started")
+        return browser
+
+    async def _unheld(self) -> None:
+        """With no holder, close the browser (in the background: a walk after a login need not wait)."""
+        if self._holders or not self.on_demand:
+            return
+        starting, self._starting = self._starting, None
+        if starting is not None:  # a warm start nobody took: let it finish, then close it
+            with contextlib.suppress(Exception):
+                self._browser = await starting
+        browser, self._browser = self._browser, None
+        if browser is not None:
+            closing = asyncio.create_task(browser.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+            logger.debug("Chromium closing: no session needs it until the next login")
 
 
 # Playwright's driver makes a Chromium profile (playwright_chromiumdev_profile-*) and an artifacts

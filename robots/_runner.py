@@ -75,6 +75,8 @@ class Harvester:
         hooks: Sequence[RunHooks] = (),
         interactive: bool = False,
         holder: str = "harvest run",
+        playwright: Playwright | None = None,
+        warm: bool = False,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -82,7 +84,8 @@ class Harvester:
         self.hooks = Hooks([RunLog(), *hooks])  # what every run tells as it goes
         self.interactive = interactive
         self.holder = holder  # what holds an account while a run of ours runs, as others are told
-        self._playwright: Playwright | None = None
+        self._playwright = playwright  # started by the caller (it may start it early), stopped by us
+        self._warm = warm  # a login is likely: Chromium starts at once rather than at the login
         self._chromium: Chromium | None = None
         self._polite: dict[str, Polite] = {}
         self._sessions: dict[tuple[str, str], Session] = {}
@@ -93,9 +96,11 @@ class Harvester:
         killed = self.store.recover()
         if killed:
             logger.warning("已关闭 {} 个被终止的进程留下的运行，快照保持原样", len(killed))
-        self._playwright = await start_playwright()
+        self._playwright = self._playwright or await start_playwright()
         try:
             self._chromium = Chromium(self._playwright, self.settings)
+            if self._warm:
+                self._chromium.warm()
         except BaseException:
             await self._playwright.stop()
             raise
@@ -353,6 +358,7 @@ class Harvester:
         except BaseException:
             await session.close()
             raise
+        await self._chromium.idle()  # warmed for a login that a saved session made needless
         self._sessions[key] = session
         return session
 

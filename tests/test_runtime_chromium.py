@@ -47,11 +47,13 @@ class Watch:
         pass
 
 
-def _run(settings: Settings, store: Store, vault: Vault, robot: str, watch: Watch) -> tuple[RunReport, int]:
+def _run(
+    settings: Settings, store: Store, vault: Vault, robot: str, watch: Watch, *, warm: bool = False
+) -> tuple[RunReport, int]:
     discover()
 
     async def go() -> tuple[RunReport, int]:
-        async with Harvester(settings, store, vault, hooks=[watch]) as harvester:
+        async with Harvester(settings, store, vault, hooks=[watch], warm=warm) as harvester:
             watch.harvester = harvester
             report = await harvester.run(registered()[robot], "donghu")
             return report, harvester.chromium.launches
@@ -76,6 +78,11 @@ def test_a_fast_path_walk_reads_without_chromium_and_a_saved_session_needs_none(
     report, launches = _run(settings, store, vault, "persons", again)  # the saved session
     assert report.status == "ok" and report.logins == 0, report.message
     assert launches == 0 and again.running and not any(again.running)
+
+    warmed = Watch()  # `harvest run` starts Chromium early, for the login that usually comes
+    report, launches = _run(settings, store, vault, "persons", warmed, warm=True)
+    assert report.status == "ok" and report.logins == 0, report.message
+    assert launches == 1 and warmed.running and not any(warmed.running)  # closed once the session held
 
 
 def test_a_relogin_mid_walk_brings_chromium_back_and_gives_it_back(
