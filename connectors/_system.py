@@ -51,11 +51,15 @@ CustomLogin = Callable[["LoginAttempt"], Awaitable[LoginOutcome]]
 
 @dataclass(frozen=True)
 class Politeness:
-    """How hard one process may press one system, across all its accounts, retries included."""
+    """How hard one process may press one system, across all its accounts, retries included.
 
-    concurrency: int = 2  # requests in flight at once
+    ``concurrency`` and ``rate`` are ceilings: the gate starts at one request in flight and a low
+    rate and finds the system's own pace below them (``connectors/_polite.py``).
+    """
+
+    concurrency: int = 8  # at most this many requests in flight at once
     sessions: int = 2  # accounts harvesting at once (the scheduler holds to it)
-    rate: float = 5.0  # requests started per second
+    rate: float = 50.0  # at most this many requests started per second
     hours: tuple[int, int] | None = None  # local hours [start, end) when runs may start; None: any time
     retries: int = 5  # per request, for 5xx, timeouts, dropped connections and 429
 

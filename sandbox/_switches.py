@@ -26,6 +26,10 @@ class Switches(BaseModel):
     rate_limit_per_s: float = Field(
         default=0, ge=0, description="Requests per second per client before 429 (0: no limit)."
     )
+    serve_at_once: int = Field(
+        default=0, ge=0, description="Requests served at once; the others queue (0: no limit)."
+    )
+    work_seconds: float = Field(default=0, ge=0, description="Seconds each request takes to serve.")
 
     login_fault: Literal["", "500", "drop"] = Field(
         default="",

@@ -1,13 +1,15 @@
 """What the network between a robot and a real system does to requests.
 
 An ASGI middleware that injects the configured faults (500s, dropped connections,
-slow answers, 429 with Retry-After above a request rate) and keeps the traffic log
-tests read: who asked for what, when, and how many requests were in flight at once.
+slow answers, 429 with Retry-After above a request rate, a system that serves only so many
+requests at once and queues the rest) and keeps the traffic log tests read: who asked for
+what, when, and how many requests were in flight at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import time
@@ -72,6 +74,7 @@ class Traffic:
         self.rng = rng
         self.clock = clock
         self._recent: dict[str, deque[float]] = {}
+        self._workers: tuple[int, asyncio.Semaphore] | None = None  # for ``serve_at_once``, made on first use
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIX):
@@ -109,6 +112,22 @@ class Traffic:
             )
             await response(scope, receive, send)
             return
+        async with self._worker():
+            if sw.work_seconds:
+                await asyncio.sleep(sw.work_seconds)
+            await self._serve(conn, scope, receive, send)
+
+    def _worker(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """One of the ``serve_at_once`` workers, waited for in the queue; none to wait for at 0."""
+        at_once = self.switches.serve_at_once
+        if not at_once:
+            return contextlib.nullcontext()
+        if self._workers is None or self._workers[0] != at_once:  # a changed switch starts a new queue
+            self._workers = (at_once, asyncio.Semaphore(at_once))
+        return self._workers[1]
+
+    async def _serve(self, conn: HTTPConnection, scope: Scope, receive: Receive, send: Send) -> None:
+        sw = self.switches
         if sw.login_fault and scope["method"] == "POST" and scope["path"] == self.login_post:
             await self._login_fault(scope, receive, send)
             return

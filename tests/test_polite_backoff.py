@@ -1,4 +1,7 @@
-"""A system that pushes back gets fewer requests: AIMD between a floor and the declared ceilings."""
+"""A system that pushes back gets fewer requests: AIMD between a floor and the declared ceilings.
+
+How a new pace finds a system's pace from below is in ``test_polite_adaptive.py``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import pytest
 from playwright.async_api import async_playwright
 
 from connectors import Credentials, Polite, Politeness, Session, SolverChain, launch_browser
-from connectors._polite import RATE_FLOOR, RATE_STEP, Pace
+from connectors._polite import MARK_SHARE, PROBE, RATE_FLOOR, Pace
 from connectors.sandbox import population
 from robots.runtime import run_blocking
 from sandbox import Sandbox
@@ -29,6 +32,14 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def at_ceiling(pace: Pace) -> Pace:
+    """A pace that good answers have brought up to its ceilings (a new one starts low)."""
+    for _ in range(100):
+        pace.answered(pace.round, FAST)
+    assert (pace.rate, pace.concurrency) == (pace.ceiling_rate, pace.ceiling_concurrency)
+    return pace
+
+
 def backed_off(pace: Pace, times: int) -> Pace:
     for _ in range(times):
         assert pace.back_off(pace.round)
@@ -36,8 +47,7 @@ def backed_off(pace: Pace, times: int) -> Pace:
 
 
 def test_pushback_halves_rate_and_concurrency_down_to_a_floor_that_keeps_progress() -> None:
-    pace = Pace(DECLARED)
-    assert (pace.rate, pace.concurrency) == (20, 4)
+    pace = at_ceiling(Pace(DECLARED))
 
     assert pace.back_off(pace.round)
     assert (pace.rate, pace.concurrency) == (10, 2)
@@ -51,7 +61,7 @@ def test_pushback_halves_rate_and_concurrency_down_to_a_floor_that_keeps_progres
 
 
 def test_refusals_of_requests_sent_at_one_pace_back_off_once() -> None:
-    pace = Pace(DECLARED)
+    pace = at_ceiling(Pace(DECLARED))
     sent_in = pace.round  # four requests in flight, all refused
     assert [pace.back_off(sent_in) for _ in range(4)] == [True, False, False, False]
     assert pace.rate == 10
@@ -60,32 +70,44 @@ def test_refusals_of_requests_sent_at_one_pace_back_off_once() -> None:
 
 
 def test_a_back_off_halves_what_the_system_took_when_that_is_known() -> None:
-    pace = Pace(DECLARED)
+    pace = at_ceiling(Pace(DECLARED))
     assert pace.back_off(pace.round, served=5)  # we asked for 20/s, it answered 5 in the last second
     assert (pace.rate, pace.concurrency) == (2.5, 2)
     assert pace.back_off(pace.round, served=0)  # nothing answered well: halve what we asked for
     assert pace.rate == 1.25
 
 
-def test_good_answers_win_the_rate_back_additively_up_to_the_ceiling_and_no_further() -> None:
-    pace = backed_off(Pace(DECLARED), 3)  # 2.5/s, one at a time
+def test_after_a_429_the_rate_is_back_just_under_what_was_taken_then_probes_slowly_to_the_ceiling() -> None:
+    pace = at_ceiling(Pace(DECLARED))
+    assert pace.back_off(pace.round, served=5, refused=True)  # 20/s asked, 5 taken: its limit
     assert pace.rate == 2.5
+    pace.answered(pace.round, FAST)  # the first good answer after the Retry-After pause
+    assert pace.rate == 5 * MARK_SHARE
     climbed = []
     for _second in range(4):  # each second at the current rate brings that many answers
         before = pace.rate
         for _ in range(round(pace.rate)):
             assert not pace.answered(pace.round, FAST)
         climbed.append(pace.rate - before)
-    assert all(0.6 * RATE_STEP < step < 1.6 * RATE_STEP for step in climbed), climbed
+    step = PROBE * 5 * MARK_SHARE
+    assert all(0.6 * step < climb < 1.6 * step for climb in climbed), climbed
 
-    for _ in range(5_000):
+    for _ in range(20_000):
         pace.answered(pace.round, FAST)
         assert pace.rate <= DECLARED.rate and pace.concurrency <= DECLARED.concurrency
     assert (pace.rate, pace.concurrency) == (DECLARED.rate, DECLARED.concurrency)
 
 
+def test_after_other_pushback_the_rate_climbs_fast_back_to_where_it_was() -> None:
+    pace = backed_off(at_ceiling(Pace(DECLARED)), 2)  # a 5xx says nothing about how often we may ask
+    assert pace.rate == 5
+    pace.answered(pace.round, FAST)
+    pace.answered(pace.round, FAST)
+    assert pace.rate == DECLARED.rate
+
+
 def test_concurrency_comes_back_one_request_per_window_of_good_answers() -> None:
-    pace = backed_off(Pace(DECLARED), 2)
+    pace = backed_off(at_ceiling(Pace(DECLARED)), 2)
     assert pace.concurrency == 1
     seen = [pace.concurrency]
     for _ in range(20):
@@ -96,9 +118,7 @@ def test_concurrency_comes_back_one_request_per_window_of_good_answers() -> None
 
 
 def test_answers_growing_slow_back_off_and_stray_slow_ones_do_not() -> None:
-    pace = Pace(DECLARED)
-    for _ in range(20):
-        pace.answered(pace.round, FAST)
+    pace = at_ceiling(Pace(DECLARED))
     assert not pace.answered(pace.round, 2.0), "one slow answer among fast ones is not a trend"
     assert not pace.answered(pace.round, FAST)
     assert pace.rate == DECLARED.rate
@@ -109,7 +129,7 @@ def test_answers_growing_slow_back_off_and_stray_slow_ones_do_not() -> None:
 
 
 def test_each_kind_of_answer_is_timed_against_its_own_kind() -> None:
-    pace = Pace(DECLARED)
+    pace = at_ceiling(Pace(DECLARED))
     for _ in range(50):  # a rendered page always takes longer than a raw fetch: neither is a slowdown
         assert not pace.answered(pace.round, FAST, "APIResponse")
         assert not pace.answered(pace.round, 0.6, "Response")
@@ -117,14 +137,12 @@ def test_each_kind_of_answer_is_timed_against_its_own_kind() -> None:
 
 
 def test_a_system_slow_even_to_one_request_at_a_time_is_taken_as_it_is() -> None:
-    pace = Pace(DECLARED)
-    for _ in range(20):
-        pace.answered(pace.round, FAST)
+    pace = at_ceiling(Pace(DECLARED))
     for _ in range(10):  # slower with four in flight: is it us?
         pace.answered(pace.round, 0.5)
     assert pace.concurrency == 1
     for _ in range(5):  # no: one at a time it is as slow, so that is its speed now
-        assert not pace.answered(pace.round, 0.5, alone=True)
+        assert not pace.answered(pace.round, 0.5, flight=1)
     for _ in range(2_000):
         assert not pace.answered(pace.round, 0.5)
     assert (pace.rate, pace.concurrency) == (DECLARED.rate, DECLARED.concurrency)
@@ -133,7 +151,7 @@ def test_a_system_slow_even_to_one_request_at_a_time_is_taken_as_it_is() -> None
 def test_the_gate_holds_to_the_lowered_concurrency_and_wins_it_back_within_the_ceiling() -> None:
     async def go() -> list[tuple[int, int]]:
         polite = Polite(dataclasses.replace(DECLARED, rate=10_000), name="t")
-        backed_off(polite.pace, 2)
+        backed_off(at_ceiling(polite.pace), 2)
         in_flight, seen = 0, []
 
         async def call() -> Answer:
@@ -201,7 +219,7 @@ def test_a_rate_limited_system_refuses_few_requests_once_the_gate_backs_off(sand
 
 def test_a_503_that_says_how_long_it_is_down_is_waited_for_by_every_request() -> None:
     async def go() -> tuple[float, float]:
-        polite = Polite(DECLARED, name="t")
+        polite = Polite(DECLARED, name="t", pace=at_ceiling(Pace(DECLARED)))
         loop = asyncio.get_running_loop()
         down = iter([Answer(503, {"retry-after": "0.5"}), Answer(200)])
         first = asyncio.ensure_future(polite.fetch(lambda: asyncio.sleep(0, next(down)), "a page"))
