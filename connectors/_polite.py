@@ -5,15 +5,17 @@ downloads) passes one ``Polite`` gate per system, retries included, so a system 
 struggling sees fewer requests from us, never more.
 
 The declared rate and concurrency are ceilings, not targets. A new gate's ``Pace`` starts with
-one request in flight at a low rate and finds the system's own pace from its answers:
+one request in flight, each sent only when the one before was answered (so the system's own speed
+is the rate; the declared rate caps it), and finds the system's pace from its answers:
 
 - concurrency, from latency: one more request in flight while the answers stay as fast as the
   system is on its own, one fewer when they show more than a request of ours waiting in its
   queue (TCP Vegas's rule, with Little's law: ``in flight × (1 - fastest / typical)`` requests
   are queued). On a system that serves k at once this settles a request or two above k;
-- rate, from refusals: doubled with each good answer that had to wait for its turn until the
-  system first refuses one (429), then back at once to just under what it accepted in the second
-  before, and from there a slow probe upwards, so a rate limit refuses rarely;
+- rate, from refusals: at the ceiling until the system refuses one (429), then back at once to
+  just under what it accepted in the second before, and from there a slow probe upwards, so a
+  rate limit refuses rarely; after other pushback it doubles back with each good answer that
+  had to wait for its turn;
 - pushback (429, 5xx, dropped connections and time-outs, answers twice as slow as the system's
   own speed) halves both at once, as before (AIMD, as TCP does with its window), and
   ``Retry-After`` stops every request for as long as it says.
@@ -39,7 +41,6 @@ from connectors._system import Politeness
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
 RATE_FLOOR = 0.5  # requests/s however hard a system pushes back: the run still ends
-START_RATE = 4.0  # requests/s of a new pace (one request in flight): a gentle first knock
 # Until a system first refuses us, each good answer that waited for the rate doubles it: a fast
 # system is met at its pace within a handful of answers, each one a proof that it coped.
 SLOW_START = 2.0
@@ -130,7 +131,9 @@ class Pace:
         self.ceiling_concurrency = politeness.concurrency
         self.floor_rate = min(floor_rate, politeness.rate)
         self.floor_concurrency = min(floor_concurrency, politeness.concurrency)
-        self.rate = max(self.floor_rate, min(START_RATE, self.ceiling_rate))
+        # One request in flight is the gentle start: a rate below the ceiling on top of it would only
+        # stretch a short list's few pages, each already waiting for the answer before it.
+        self.rate = self.ceiling_rate
         self.round = 0
         self._window = float(self.floor_concurrency)
         self._rate_mark = self.ceiling_rate  # below it the rate doubles, above it it probes

@@ -7,9 +7,9 @@ tests point them at wherever the sandbox runs with ``HARVEST_SYSTEM_URLS``.
 
 from connectors import FormLogin, Politeness, System
 
-# The sandbox stands in for a county's servers: be as polite to it as to them, but
-# not so slow that the demo drags.
-SANDBOX_POLITENESS = Politeness(concurrency=4, rate=40)
+# The sandbox stands in for a county's servers: be as polite to it as to them. Like a new
+# user, it declares only how many requests may be in flight; the pace finds the rest.
+SANDBOX_POLITENESS = Politeness(concurrency=4)
 
 population = System(
     name="population",

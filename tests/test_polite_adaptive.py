@@ -14,7 +14,6 @@ import pytest
 from playwright.async_api import APIResponse, async_playwright
 
 from connectors import Polite, Politeness
-from connectors._polite import START_RATE
 from robots.runtime import run_blocking
 from sandbox import Sandbox, SandboxSystem
 from sandbox._traffic import RequestRecord
@@ -62,7 +61,7 @@ def test_a_new_pace_starts_one_at_a_time_and_grows_to_its_ceilings_never_above(s
 
     paces = gets(system, Polite(declared, name="t"), 100)
 
-    assert paces[0] == (START_RATE, 1), "a new pace starts with one request in flight, at a low rate"
+    assert paces[0] == (declared.rate, 1), "a new pace starts with one request in flight"
     first, second = served(system)[:2]
     assert second.started >= first.ended, "the second request waited for the first one's good answer"
     assert max(paces) == (declared.rate, declared.concurrency), "grown to the ceilings"
@@ -103,4 +102,4 @@ def test_under_a_429_limit_the_pace_settles_just_under_it_with_few_refused(sandb
 @pytest.mark.parametrize("declared", [Politeness(concurrency=2, rate=3), Politeness(concurrency=1, rate=900)])
 def test_a_pace_never_starts_above_what_was_declared(declared: Politeness) -> None:
     pace = Polite(declared).pace
-    assert (pace.rate, pace.concurrency) == (min(START_RATE, declared.rate), 1)
+    assert (pace.rate, pace.concurrency) == (declared.rate, 1)
