@@ -1,5 +1,6 @@
 """What every package asks this machine the same way: the time now, a time as people here read it,
-whether a process still runs, and files that only their owner may read.
+whether a process still runs, files that only their owner may read, and a coroutine run from
+synchronous code.
 
 Times are stored in UTC and shown in the unit's zone (``HARVEST_TIMEZONE``, Beijing time by default),
 always with the zone's name beside them, so no one has to guess which clock a line was written by.
@@ -11,11 +12,15 @@ wider than that (made by an older version, or by hand) is tightened when we next
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import os
 import stat
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
@@ -165,3 +170,34 @@ def exposed_paths(data_dir: Path) -> list[Path]:
         root = Path(folder)
         found += [path for path in (root, *(root / name for name in files)) if _wide_mode(path) is not None]
     return sorted(found)
+
+
+def run_blocking(call: Callable[[], Any]) -> Any:
+    """Run the coroutine ``call()`` returns to completion, from synchronous code.
+
+    In a thread that already runs an event loop (Playwright's sync API does, under pytest
+    or inside another framework) the coroutine gets its own thread and loop.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        loop_running = False
+    else:
+        loop_running = True
+    if not loop_running:  # outside the except block, so tracebacks do not chain a RuntimeError
+        return asyncio.run(call())
+    result: list[Any] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(call()))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="harvest")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]

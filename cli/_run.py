@@ -94,44 +94,47 @@ def _harvest(
     import asyncio
 
     from connectors import ChromiumMissing, start_playwright
-    from robots.runtime import Harvester, RichProgress, configure_logging, run_blocking
-
-    configure_logging(settings, level="WARNING")
+    from machine import run_blocking
 
     def opened() -> tuple[list[tuple[RobotSpec, str]], Store, Vault]:
+        from robots.runtime import configure_logging
+
+        configure_logging(settings, level="WARNING")
         return plan(), _store(settings), _vault(settings)
 
-    async def go(progress: RichProgress) -> list[RunReport]:
-        # Playwright's driver and Chromium start while the store, the vault and (for `harvest run`)
-        # the robots load in a thread: half a second each, and neither needs the other.
+    async def go() -> list[RunReport]:
+        # Playwright's driver (then Chromium) starts while the runtime, the store, the vault and
+        # (for `harvest run`) the robots load in a thread: half a second each, neither needing the other.
         early = asyncio.create_task(start_playwright())
         try:
             planned, store, vault = await asyncio.to_thread(opened)
         except BaseException:
             await (await early).stop()
             raise
-        async with Harvester(
-            settings,
-            store,
-            vault,
-            hooks=[progress],
-            interactive=sys.stdin.isatty(),
-            playwright=await early,
-            warm=True,
-        ) as h:
-            gate = asyncio.Semaphore(parallel)
+        from robots.runtime import Harvester, RichProgress
 
-            async def one(robot: RobotSpec, account: str) -> RunReport:
-                async with gate:
-                    return await h.run(robot, account)
+        with RichProgress(console) as progress:
+            async with Harvester(
+                settings,
+                store,
+                vault,
+                hooks=[progress],
+                interactive=sys.stdin.isatty(),
+                playwright=await early,
+                warm=True,
+            ) as h:
+                gate = asyncio.Semaphore(parallel)
 
-            return list(await asyncio.gather(*(one(robot, account) for robot, account in planned)))
+                async def one(robot: RobotSpec, account: str) -> RunReport:
+                    async with gate:
+                        return await h.run(robot, account)
 
-    with RichProgress(console) as progress:
-        try:
-            return run_blocking(lambda: go(progress))
-        except ChromiumMissing as exc:
-            raise _fail(str(exc), 1) from exc
+                return list(await asyncio.gather(*(one(robot, account) for robot, account in planned)))
+
+    try:
+        return run_blocking(go)
+    except ChromiumMissing as exc:
+        raise _fail(str(exc), 1) from exc
 
 
 def _print_reports(reports: list[RunReport]) -> int:
@@ -180,7 +183,8 @@ def _unpublished(
     ``正在VERB …`` meanwhile, for ``command = (NAME, VERB)``: the walks of `check` and `record`, which
     publish nothing. A missing Chromium is one red line."""
     from connectors import ChromiumMissing
-    from robots.runtime import Harvester, configure_logging, run_blocking
+    from machine import run_blocking
+    from robots.runtime import Harvester, configure_logging
 
     name, verb = command
     configure_logging(settings, level="WARNING")

@@ -18,7 +18,6 @@ import dataclasses
 import datetime as dt
 import errno
 import functools
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -528,34 +527,3 @@ def _from_run(base: RunReport, run: Run, *, records: int) -> RunReport:
         gone=run.gone,
         back=run.back,
     )
-
-
-def run_blocking(call: Callable[[], Any]) -> Any:
-    """Run the coroutine ``call()`` returns to completion, from synchronous code.
-
-    In a thread that already runs an event loop (Playwright's sync API does, under pytest
-    or inside another framework) the coroutine gets its own thread and loop.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        loop_running = False
-    else:
-        loop_running = True
-    if not loop_running:  # outside the except block, so tracebacks do not chain a RuntimeError
-        return asyncio.run(call())
-    result: list[Any] = []
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            result.append(asyncio.run(call()))
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="harvest")
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return result[0]

@@ -35,8 +35,8 @@ from connectors import (
     launch_browser,
     start_playwright,
 )
+from machine import run_blocking
 from robots._page import Page
-from robots._runner import run_blocking
 from robots._scaffold_fields import from_headers, from_json
 from robots._scaffold_find import (
     API_SIZE,

@@ -16,6 +16,7 @@ failures a walk may raise); what runs, checks, records, scaffolds and lists robo
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from machine import run_blocking
 from robots._logs import configure_logging
 from robots._progress import RichProgress
 from robots._registry import (
@@ -27,7 +28,7 @@ from robots._registry import (
     registered,
 )
 from robots._reports import Hooks, RunHooks, RunLog, RunReport, Trial
-from robots._runner import Harvester, run_blocking
+from robots._runner import Harvester
 
 # What `harvest check`, `record` and `new` use, imported on first use (PEP 562): `harvest run` does not
 # wait for them. Name here: (module, name there).

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors import System
+from machine import run_blocking
 from robots._cassette import (
     Cassette,
     CassetteError,
@@ -42,7 +43,6 @@ from robots._cassette import (
 )
 from robots._records import validated
 from robots._registry import RobotSpec, discover
-from robots._runner import run_blocking
 from robots._walk import Walk
 from settings import Settings, load_settings
 from store import Record
