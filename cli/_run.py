@@ -28,6 +28,11 @@ from cli._common import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
+
+    from playwright.async_api import Playwright
+
+    from connectors import Chromium
     from robots.runtime import Harvester, RobotSpec, RunReport
     from sandbox import Sandbox
     from settings import Settings
@@ -46,18 +51,21 @@ def run(
     all_: Annotated[bool, typer.Option("--all", help="用机器人所属系统的每个账号采集。")] = False,
 ) -> None:
     """立即运行一个机器人：登录（或沿用保存的会话）、采集，全部顺利才发布。"""
-    from settings import load_settings
-
-    settings = load_settings()
     if (account is None) == (not all_):
         raise typer.BadParameter("写 --account ACCOUNT 或 --all", param_hint="--account / --all")
 
-    def plan() -> list[tuple[RobotSpec, str]]:
+    def plan(settings: Settings) -> list[tuple[RobotSpec, str]]:
         spec = _robot_named(robot)
         return [(spec, name) for name in _accounts(settings, spec, account)]
 
-    reports = _harvest(settings, plan)
+    reports = _harvest(_settings, plan)
     raise typer.Exit(_print_reports(reports))
+
+
+def _settings() -> Settings:
+    from settings import load_settings
+
+    return load_settings()
 
 
 def _robot_named(robot: str) -> RobotSpec:
@@ -88,40 +96,48 @@ def _accounts(settings: Settings, spec: RobotSpec, account: str | None) -> list[
 
 
 def _harvest(
-    settings: Settings, plan: Callable[[], list[tuple[RobotSpec, str]]], *, parallel: int = 1
+    load: Callable[[], Settings],
+    plan: Callable[[Settings], list[tuple[RobotSpec, str]]],
+    *,
+    parallel: int = 1,
 ) -> list[RunReport]:
-    """Run every (robot, account) ``plan()`` gives with a progress display; accounts in parallel."""
+    """Run every (robot, account) ``plan`` gives under the settings ``load`` gives, with a progress
+    display; accounts in parallel."""
     import asyncio
 
-    from connectors import ChromiumMissing, start_playwright
+    from connectors._browser import Chromium, ChromiumMissing, start_playwright
     from machine import run_blocking
 
-    def opened() -> tuple[list[tuple[RobotSpec, str]], Store, Vault]:
+    def opened(settings: Settings) -> tuple[list[tuple[RobotSpec, str]], Store, Vault]:
         from robots.runtime import configure_logging
 
         configure_logging(settings, level="WARNING")
-        return plan(), _store(settings), _vault(settings)
+        return plan(settings), _store(settings), _vault(settings)
+
+    async def warmed(driver: asyncio.Task[Playwright], settings: Settings) -> Chromium:
+        chromium = Chromium(await driver, settings)
+        chromium.warm()  # a run usually logs in: Chromium starts now, not at the login
+        return chromium
 
     async def go() -> list[RunReport]:
-        # Playwright's driver (then Chromium) starts while the runtime, the store, the vault and
-        # (for `harvest run`) the robots load in a thread: half a second each, neither needing the other.
-        early = asyncio.create_task(start_playwright())
+        # Playwright's driver and then Chromium start while the settings, the runtime, the robots,
+        # the store and the vault load in a thread: each side takes about a second, and neither
+        # needs the other but for the settings (Chromium's path), loaded first.
+        driver = asyncio.create_task(start_playwright())
+        browser: asyncio.Task[Chromium] | None = None
         try:
-            planned, store, vault = await asyncio.to_thread(opened)
+            settings = await asyncio.to_thread(load)
+            browser = asyncio.create_task(warmed(driver, settings))
+            planned, store, vault = await asyncio.to_thread(opened, settings)
+            chromium = await browser
         except BaseException:
-            await (await early).stop()
+            await _stopped(driver, browser)
             raise
         from robots.runtime import Harvester, RichProgress
 
         with RichProgress(console) as progress:
             async with Harvester(
-                settings,
-                store,
-                vault,
-                hooks=[progress],
-                interactive=sys.stdin.isatty(),
-                playwright=await early,
-                warm=True,
+                settings, store, vault, hooks=[progress], interactive=sys.stdin.isatty(), chromium=chromium
             ) as h:
                 gate = asyncio.Semaphore(parallel)
 
@@ -135,6 +151,17 @@ def _harvest(
         return run_blocking(go)
     except ChromiumMissing as exc:
         raise _fail(str(exc), 1) from exc
+
+
+async def _stopped(driver: asyncio.Task[Playwright], browser: asyncio.Task[Chromium] | None) -> None:
+    """Undo an early start: the browser closed, the driver stopped, whatever of them got going."""
+    import contextlib
+
+    if browser is not None:
+        with contextlib.suppress(Exception):
+            await (await browser).close()
+    with contextlib.suppress(Exception):
+        await (await driver).stop()
 
 
 def _print_reports(reports: list[RunReport]) -> int:
@@ -315,7 +342,7 @@ def demo(
         _register_demo_accounts(settings, box)
         demo_robots = [r for r in _robots().values() if r.module.startswith("robots.sandbox_")]
         plan = [(r, a.account) for r in demo_robots for a in box[r.system.name].accounts]
-        reports = _harvest(settings, lambda: plan, parallel=3)
+        reports = _harvest(lambda: settings, lambda _: plan, parallel=3)
     finally:
         box.stop()
     code = _print_reports(reports)

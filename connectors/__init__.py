@@ -3,91 +3,73 @@
 Modules named ``_*.py`` are the framework (browser lifecycle, login, captcha, session
 health, polite fetching); every other module declares one of the unit's systems, like
 ``connectors/sandbox.py`` declares the bundled sandbox systems.
+
+Importing the package loads none of the framework: each name below is loaded from its module on
+first use, so ``connectors._browser`` can start Playwright's driver before the rest is imported
+(``harvest run`` overlaps the two).
 """
 
-from connectors._browser import (
-    CHROMIUM_ARGS,
-    TEMP_PREFIX,
-    Chromium,
-    ChromiumMissing,
-    launch_browser,
-    launch_options,
-    owned_browsers,
-    start_playwright,
-    sweep_orphan_browsers,
-    sweep_temp_roots,
-)
-from connectors._captcha import OcrSolver, SolverChain, TerminalSolver, read_captcha
-from connectors._errors import (
-    AccountBusy,
-    AccountLocked,
-    BadCredentials,
-    DiskFull,
-    HarvestFailure,
-    LayoutChanged,
-    LocalFailure,
-    LoginFormMissing,
-    LoginUnconfirmed,
-    LoginUnrecognised,
-    NeedsHuman,
-    NeedsPerson,
-    SessionRenewed,
-    SessionTaken,
-    SystemUnavailable,
-    failure_class,
-)
-from connectors._fetcher import Fetched, Fetcher
-from connectors._login import Credentials, LoginAttempt, LoginLedger, MemoryLedger
-from connectors._polite import Pace, Polite, backoff
-from connectors._session import Session
-from connectors._system import FormLogin, LoginOutcome, Politeness, System
-from connectors._systems import configured, systems
+from __future__ import annotations
 
-__all__ = [
-    "CHROMIUM_ARGS",
-    "TEMP_PREFIX",
-    "AccountBusy",
-    "AccountLocked",
-    "BadCredentials",
-    "Chromium",
-    "ChromiumMissing",
-    "Credentials",
-    "DiskFull",
-    "Fetched",
-    "Fetcher",
-    "FormLogin",
-    "HarvestFailure",
-    "LayoutChanged",
-    "LocalFailure",
-    "LoginAttempt",
-    "LoginFormMissing",
-    "LoginLedger",
-    "LoginOutcome",
-    "LoginUnconfirmed",
-    "LoginUnrecognised",
-    "MemoryLedger",
-    "NeedsHuman",
-    "NeedsPerson",
-    "OcrSolver",
-    "Pace",
-    "Polite",
-    "Politeness",
-    "Session",
-    "SessionRenewed",
-    "SessionTaken",
-    "SolverChain",
-    "System",
-    "SystemUnavailable",
-    "TerminalSolver",
-    "backoff",
-    "configured",
-    "failure_class",
-    "launch_browser",
-    "launch_options",
-    "owned_browsers",
-    "read_captcha",
-    "start_playwright",
-    "sweep_orphan_browsers",
-    "sweep_temp_roots",
-    "systems",
-]
+import importlib
+from typing import Any
+
+# Where each public name lives.
+_EXPORTS = {
+    "CHROMIUM_ARGS": "connectors._browser",
+    "TEMP_PREFIX": "connectors._browser",
+    "AccountBusy": "connectors._errors",
+    "AccountLocked": "connectors._errors",
+    "BadCredentials": "connectors._errors",
+    "Chromium": "connectors._browser",
+    "ChromiumMissing": "connectors._browser",
+    "Credentials": "connectors._login",
+    "DiskFull": "connectors._errors",
+    "Fetched": "connectors._fetcher",
+    "Fetcher": "connectors._fetcher",
+    "FormLogin": "connectors._system",
+    "HarvestFailure": "connectors._errors",
+    "LayoutChanged": "connectors._errors",
+    "LocalFailure": "connectors._errors",
+    "LoginAttempt": "connectors._login",
+    "LoginFormMissing": "connectors._errors",
+    "LoginLedger": "connectors._login",
+    "LoginOutcome": "connectors._system",
+    "LoginUnconfirmed": "connectors._errors",
+    "LoginUnrecognised": "connectors._errors",
+    "MemoryLedger": "connectors._login",
+    "NeedsHuman": "connectors._errors",
+    "NeedsPerson": "connectors._errors",
+    "OcrSolver": "connectors._captcha",
+    "Pace": "connectors._polite",
+    "Polite": "connectors._polite",
+    "Politeness": "connectors._system",
+    "Session": "connectors._session",
+    "SessionRenewed": "connectors._errors",
+    "SessionTaken": "connectors._errors",
+    "SolverChain": "connectors._captcha",
+    "System": "connectors._system",
+    "SystemUnavailable": "connectors._errors",
+    "TerminalSolver": "connectors._captcha",
+    "backoff": "connectors._polite",
+    "configured": "connectors._systems",
+    "failure_class": "connectors._errors",
+    "launch_browser": "connectors._browser",
+    "launch_options": "connectors._browser",
+    "owned_browsers": "connectors._browser",
+    "read_captcha": "connectors._captcha",
+    "start_playwright": "connectors._browser",
+    "sweep_orphan_browsers": "connectors._browser",
+    "sweep_temp_roots": "connectors._browser",
+    "systems": "connectors._systems",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    where = _EXPORTS.get(name)
+    if where is None:
+        raise AttributeError(f"module 'connectors' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where), name)
+    globals()[name] = value  # asked once
+    return value

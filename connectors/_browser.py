@@ -19,13 +19,15 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from playwright.async_api import Browser, Playwright, async_playwright
 
 from machine import pid_alive
-from settings import Settings
+
+if TYPE_CHECKING:
+    from settings import Settings
 
 # Without the background-networking flags Chromium keeps dialling out to hosts this
 # closed network refuses; --no-sandbox because robots often run as root on unit servers.

@@ -26,7 +26,6 @@ from types import TracebackType
 from typing import Any, Self
 
 from loguru import logger
-from playwright.async_api import Playwright
 
 from connectors import (
     AccountBusy,
@@ -74,8 +73,7 @@ class Harvester:
         hooks: Sequence[RunHooks] = (),
         interactive: bool = False,
         holder: str = "harvest run",
-        playwright: Playwright | None = None,
-        warm: bool = False,
+        chromium: Chromium | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -83,9 +81,9 @@ class Harvester:
         self.hooks = Hooks([RunLog(), *hooks])  # what every run tells as it goes
         self.interactive = interactive
         self.holder = holder  # what holds an account while a run of ours runs, as others are told
-        self._playwright = playwright  # started by the caller (it may start it early), stopped by us
-        self._warm = warm  # a login is likely: Chromium starts at once rather than at the login
-        self._chromium: Chromium | None = None
+        # Chromium and its driver: made here, or by the caller (who may have started them early, for
+        # the login that usually comes); closed and stopped here either way.
+        self._chromium = chromium
         self._polite: dict[str, Polite] = {}
         self._sessions: dict[tuple[str, str], Session] = {}
         self._account_locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -95,14 +93,13 @@ class Harvester:
         killed = self.store.recover()
         if killed:
             logger.warning("已关闭 {} 个被终止的进程留下的运行，快照保持原样", len(killed))
-        self._playwright = self._playwright or await start_playwright()
-        try:
-            self._chromium = Chromium(self._playwright, self.settings)
-            if self._warm:
-                self._chromium.warm()
-        except BaseException:
-            await self._playwright.stop()
-            raise
+        if self._chromium is None:
+            playwright = await start_playwright()
+            try:
+                self._chromium = Chromium(playwright, self.settings)
+            except BaseException:
+                await playwright.stop()
+                raise
         return self
 
     async def __aexit__(
@@ -113,8 +110,8 @@ class Harvester:
         self._sessions.clear()
         if self._chromium is not None:
             await self._chromium.close()
-        if self._playwright is not None:
-            await self._playwright.stop()
+            if self._chromium.playwright is not None:
+                await self._chromium.playwright.stop()
 
     @property
     def chromium(self) -> Chromium:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from connectors import owned_browsers
+from connectors import Chromium, owned_browsers, start_playwright
 from connectors.sandbox import population
 from robots import Walk, robot
 from robots.runtime import Harvester, RunReport, discover, registered, run_blocking
@@ -53,7 +53,11 @@ def _run(
     discover()
 
     async def go() -> tuple[RunReport, int]:
-        async with Harvester(settings, store, vault, hooks=[watch], warm=warm) as harvester:
+        chromium = None
+        if warm:  # as `harvest run` does: Chromium started early, for the login that usually comes
+            chromium = Chromium(await start_playwright(), settings)
+            chromium.warm()
+        async with Harvester(settings, store, vault, hooks=[watch], chromium=chromium) as harvester:
             watch.harvester = harvester
             report = await harvester.run(registered()[robot], "donghu")
             return report, harvester.chromium.launches
@@ -79,7 +83,7 @@ def test_a_fast_path_walk_reads_without_chromium_and_a_saved_session_needs_none(
     assert report.status == "ok" and report.logins == 0, report.message
     assert launches == 0 and again.running and not any(again.running)
 
-    warmed = Watch()  # `harvest run` starts Chromium early, for the login that usually comes
+    warmed = Watch()
     report, launches = _run(settings, store, vault, "persons", warmed, warm=True)
     assert report.status == "ok" and report.logins == 0, report.message
     assert launches == 1 and warmed.running and not any(warmed.running)  # closed once the session held
