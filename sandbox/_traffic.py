@@ -35,6 +35,7 @@ class RequestRecord:
     status: int
     started: float
     ended: float
+    user_agent: str = ""
 
 
 @dataclass
@@ -98,7 +99,15 @@ class Traffic:
             self.log.in_flight -= 1
             username = self.gate.peek_user(conn.cookies.get(self.cookie_name))
             self.log.requests.append(
-                RequestRecord(username, scope["method"], scope["path"], status, started, time.time())
+                RequestRecord(
+                    username,
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    started,
+                    time.time(),
+                    conn.headers.get("user-agent", ""),
+                )
             )
 
     async def _handle(self, conn: HTTPConnection, scope: Scope, receive: Receive, send: Send) -> None:

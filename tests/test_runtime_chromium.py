@@ -77,6 +77,9 @@ def test_a_fast_path_walk_reads_without_chromium_and_a_saved_session_needs_none(
     assert report.status == "ok" and report.logins == 1, report.message
     assert launches == 1 and first.running and not any(first.running)
     assert not _our_browsers()
+    # Read as the browser read: a system that ties its session to the user agent keeps it.
+    agents = {r.user_agent for r in sandbox["population"].traffic.requests}
+    assert len(agents) == 1 and "Chrome/" in agents.pop()
 
     again = Watch()
     report, launches = _run(settings, store, vault, "persons", again)  # the saved session
