@@ -31,10 +31,11 @@ def list_() -> None:
     robots_ = discover()
     systems = {robot.system.name: robot.system for robot in robots_.values()}
     table = Table(title="系统")
-    for column in ("代号", "名称", "网址", "礼貌限速"):
+    for column in ("代号", "名称", "网址", "礼貌上限"):
         table.add_column(column)
     for system in (configured(declared, settings) for declared in systems.values()):
-        pace = f"同时 {system.politeness.concurrency} 个，每秒 {system.politeness.rate:g} 次"
+        # Ceilings: the pace starts at one request in flight and finds the system's own below them.
+        pace = f"至多同时 {system.politeness.concurrency} 个、每秒 {system.politeness.rate:g} 次"
         _row(table, system.name, system.title, system.base_url, pace)
     console.print(table)
     table = Table(title="机器人")
