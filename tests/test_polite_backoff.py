@@ -180,7 +180,9 @@ def test_429s_and_5xx_through_the_gate_slow_it_and_are_still_retried() -> None:
         return polite.pace
 
     pace = run_blocking(go)
-    assert pace.round == 2 and pace.rate < DECLARED.rate / 2, "the 429 and the 503 each backed off"
+    assert pace.round == 2, "the 429 and the 503 each backed off"
+    # The good answer may win some back at once, but a 429 holds the rate under what was taken.
+    assert pace.rate <= DECLARED.rate * MARK_SHARE
 
 
 @pytest.mark.browser
