@@ -29,6 +29,16 @@ def test_run_needs_an_account_or_all_and_a_known_robot(vault: Vault) -> None:
     assert result.exit_code == 2 and "harvest vault add population" in result.output
 
 
+def test_a_missing_chromium_is_one_line_naming_the_fix(vault: Vault) -> None:
+    # Chromium is started early, beside the robots and the store: its absence still ends the run
+    # as one line, with the driver stopped and nothing run.
+    missing = {"HARVEST_CHROMIUM": "/nowhere/chromium"}
+    result = runner.invoke(app, ["run", "elderly", "--account", "donghu"], env=missing)
+    assert result.exit_code == 1, result.output
+    assert "找不到 Chromium（/nowhere/chromium）" in result.output and "HARVEST_CHROMIUM" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_run_help_documents_the_exit_codes() -> None:
     result = runner.invoke(app, ["run", "--help"])
     assert result.exit_code == 0
