@@ -38,6 +38,10 @@ class Switches(BaseModel):
     unfamiliar_texts: bool = Field(
         default=False, description="Login errors in wording no framework knows (vendor codes)."
     )
+    hashed_password: bool = Field(
+        default=False,
+        description="The login page's script posts the password's SHA-256 instead (standard login page).",
+    )
 
     def set_from_text(self, name: str, value: str) -> None:
         """Set one switch from its command-line spelling, e.g. ``captcha`` and ``true``."""

@@ -283,6 +283,7 @@ def _login_form(
         status,
         csrf=session.csrf,
         captcha=system.switches.captcha,
+        hashed=system.switches.hashed_password,
         info=info,
         error=error,
         username=username,
