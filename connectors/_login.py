@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,6 +25,7 @@ from connectors._answers import classify
 from connectors._captcha import SolverChain
 from connectors._errors import LoginFormMissing, NeedsHuman
 from connectors._polite import Polite
+from connectors._recipe import LoginRecipe, Posted, Served, Typed, known_charset, learn
 from connectors._system import FormLogin, LoginOutcome, System
 
 FORM_WAIT_MS = 10_000  # how long a login page may take to show its password field
@@ -84,10 +86,9 @@ class Credentials:
 
 
 @dataclass
-class LoginAttempt:
-    """Everything one login attempt may use; a custom login function receives this."""
+class Attempt:
+    """What one login attempt of any kind uses and keeps: the ledger, what the system said."""
 
-    page: Page
     system: System
     credentials: Credentials
     solver: SolverChain
@@ -96,6 +97,7 @@ class LoginAttempt:
     message: str = ""  # what the system said, for the run's failure message
     submitted: bool = False  # a password went to the system
     counted: bool = False  # ... and the ledger has it
+    learned: LoginRecipe | None = None  # how to send the same without a browser, if it can be
 
     def submitting(self) -> None:
         """Say so right before the password leaves: it counts as spent until the system proves otherwise.
@@ -126,15 +128,23 @@ class LoginAttempt:
             ) from None
 
 
+@dataclass
+class LoginAttempt(Attempt):
+    """Everything one login attempt in the browser may use; a custom login function receives this."""
+
+    page: Page = field(kw_only=True)
+
+
 async def form_login(attempt: LoginAttempt) -> LoginOutcome:
     """Fill and submit the form once and say how the system answered (see ``LoginOutcome``)."""
     page, system = attempt.page, attempt.system
     form = system.login
     assert isinstance(form, FormLogin)
-    broken = await _load_login_page(page, system, form, attempt.polite)
+    broken, served = await _load_login_page(page, system, form, attempt.polite)
     found = await find_form(page, form, system)
-    await page.fill(found["username"], attempt.credentials.username)
-    await page.fill(found["password"], attempt.credentials.password.reveal())
+    typed = Typed(attempt.credentials.username, attempt.credentials.password.reveal())
+    await page.fill(found["username"], typed.username)
+    await page.fill(found["password"], typed.password)
     if "captcha_input" in found:
         answer = await attempt.solver.solve(await captcha_image(page, found["captcha_image"]))
         if answer is None:
@@ -144,10 +154,13 @@ async def form_login(attempt: LoginAttempt) -> LoginOutcome:
             attempt.message = "OCR 在验证码图片中没有读出任何字符"
             return "bad_captcha"  # not submitted: a fresh image, no password spent
         await page.fill(found["captcha_input"], answer)
+        src = await page.locator(found["captcha_image"]).first.get_attribute("src")
+        typed = dataclasses.replace(typed, captcha=answer, captcha_image=src)
     code = attempt.totp()
     totp = form.totp_input or "input[autocomplete=one-time-code]"
     if code is not None and await page.locator(totp).first.is_visible():
         await page.fill(totp, code)
+        typed = dataclasses.replace(typed, totp=code)
     watch = await Watch.start(page)
     try:
         attempt.submitting()
@@ -160,14 +173,21 @@ async def form_login(attempt: LoginAttempt) -> LoginOutcome:
     finally:
         watch.stop()
     outcome = await _judge(page, form, system, attempt, watch)
+    if outcome in ("ok", "unknown") and served:  # the session keeps it once the login is proven
+        attempt.learned = learn(
+            served, system.url(form.path), await watch.posted(), typed, await _agent(page)
+        )
     if outcome == "needs_human" and not attempt.submitted and broken:
         attempt.message = f"登录页自身的 {broken} 未能加载，表单因此没有发出任何请求"
         return "system_unavailable"  # nothing was spent: a later attempt on a whole page is safe
     return outcome
 
 
-async def _load_login_page(page: Page, system: System, form: FormLogin, polite: Polite) -> str:
-    """Open the login page; returns what of its scripts or API calls failed ("" if nothing did)."""
+async def _load_login_page(
+    page: Page, system: System, form: FormLogin, polite: Polite
+) -> tuple[str, Served | None]:
+    """Open the login page; returns what of its scripts or API calls failed ("" if nothing did), and
+    the page as served (None if it could not be read)."""
     broken: list[str] = []
 
     def failed(request: Request, why: str) -> None:
@@ -183,14 +203,25 @@ async def _load_login_page(page: Page, system: System, form: FormLogin, polite: 
 
     page.on("response", answered)
     page.on("requestfailed", dropped)
+    served: Served | None = None
     try:
-        await polite.fetch(lambda: page.goto(system.url(form.path)), "登录页")
+        response = await polite.fetch(lambda: page.goto(system.url(form.path)), "登录页")
         with contextlib.suppress(PlaywrightError):
             await page.wait_for_load_state("load", timeout=FORM_WAIT_MS)
+            if response is not None:  # the browser hands a page's text over decoded, whatever its charset
+                charset = known_charset(await page.evaluate("document.characterSet"))
+                served = Served(await response.text(), charset)
     finally:
         page.remove_listener("response", answered)
         page.remove_listener("requestfailed", dropped)
-    return broken[0] if broken else ""
+    return (broken[0] if broken else ""), served
+
+
+async def _agent(page: Page) -> str:
+    try:
+        return str(await page.evaluate("navigator.userAgent"))
+    except PlaywrightError:
+        return ""
 
 
 async def _judge(
@@ -298,6 +329,7 @@ class Watch:
         self.dropped = ""  # a POST or document that failed on the way
         self.timed_out = False
         self.dialogs: list[str] = []
+        self.posts: list[Request] = []  # what the click posted, to learn how to post it without a browser
         self._before: set[str] = set()
         self._pending: set[asyncio.Future[None]] = set()
         self._quiet_since = asyncio.get_running_loop().time()
@@ -361,7 +393,20 @@ class Watch:
     def _counts(self, request: Request) -> bool:
         return request.resource_type in ("document", "xhr", "fetch") or request.method == "POST"
 
+    async def posted(self) -> list[Posted]:
+        """The POSTs the click sent, as the browser sent them."""
+        posts = []
+        for request in self.posts:
+            try:
+                headers = await request.all_headers()
+            except PlaywrightError:
+                headers = {"x-unknown": "the request is gone"}  # so that nothing is learned from it
+            posts.append(Posted(request.url, request.method, headers, request.post_data))
+        return posts
+
     def _on_request(self, request: Request) -> None:
+        if request.method == "POST":
+            self.posts.append(request)
         if self._counts(request):
             self.sent += 1
             self.in_flight += 1

@@ -27,7 +27,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from loguru import logger
@@ -49,9 +49,13 @@ from connectors._errors import (
     SystemUnavailable,
 )
 from connectors._fetcher import Fetched
-from connectors._login import Credentials, LoginAttempt, LoginLedger, MemoryLedger, form_login
+from connectors._http_login import HttpAttempt, http_login
+from connectors._login import Attempt, Credentials, LoginAttempt, LoginLedger, MemoryLedger, form_login
 from connectors._polite import Polite
+from connectors._recipe import LoginRecipe, MemoryBook, RecipeBook, RecipeStale, replays
 from connectors._system import FormLogin, System
+
+A = TypeVar("A", bound=Attempt)
 
 BLOCKED_BY_DEFAULT = frozenset({"image", "font", "media"})
 UNCONFIRMED_PAUSE_S = 2.0  # before re-sending a login form the system answered with 5xx
@@ -80,6 +84,7 @@ class Session:
         allow: frozenset[str] = frozenset(),
         on_login: Callable[[list[str]], None] = lambda cookies: None,
         ledger: LoginLedger | None = None,
+        recipes: RecipeBook | None = None,
     ) -> None:
         self.chromium = browser if isinstance(browser, Chromium) else Chromium.around(browser)
         self.system = system
@@ -92,6 +97,9 @@ class Session:
         self.generation = 0  # bumped by every login; requests compare it to share one re-login
         self._credentials = credentials
         self.ledger = ledger or MemoryLedger()
+        self._recipes = (
+            recipes or MemoryBook()
+        )  # how this account's login form posts, once a browser showed it
         self._relogged_at: float | None = None  # when the latest mid-walk re-login happened
         self._on_login = on_login  # told every cookie value a login brings, so logs can mask them
         self._state = state
@@ -156,46 +164,122 @@ class Session:
         return state
 
     async def login(self) -> None:
-        """Log in, lockout-safe; raises a ``HarvestFailure`` whose ``parks`` says if the account must rest."""
+        """Log in, lockout-safe; raises a ``HarvestFailure`` whose ``parks`` says if the account must rest.
+
+        On the fast path a login form that an earlier browser login showed to be plain is sent over
+        HTTP (``_recipe``), without Chromium; every rule of the ledger holds for it alike.
+        """
         self.solver.reset()
+        recipe = self._replayable()
+        if recipe is not None:
+            try:
+                await self._login_by_http(recipe)
+                return
+            except RecipeStale as exc:  # nothing was sent
+                logger.info(
+                    "{} 的登录页与上次浏览器登录时不同（{}）：这次用浏览器登录", self.system.name, exc
+                )
+                self._recipes.keep(None)
+        await self._login_in_browser()
+
+    async def _login_in_browser(self) -> None:
         if self._context is None:
             await self._enter_browser(await self.storage_state() if self._http is not None else self._state)
         page = await self.context.new_page()
         self._logging_in = True  # the captcha image must load
-        misses = unanswered = 0
-        state: dict[str, Any] = {}
         try:
-            while True:
-                self._check_budget()
+
+            async def once() -> tuple[str, LoginAttempt]:
                 attempt = LoginAttempt(
-                    page, self.system, self._credentials(), self.solver, self.polite, ledger=self.ledger
+                    self.system, self._credentials(), self.solver, self.polite, ledger=self.ledger, page=page
                 )
-                outcome = await self._attempt(attempt)
-                if outcome == "ok":
-                    break
-                if outcome == "bad_captcha" and misses < CAPTCHA_MISSES:
-                    misses += 1
-                    continue  # a captcha miss is not a password miss: a fresh image, same password
-                retries = self.polite.politeness.retries
-                if outcome == "system_unavailable" and self._may_submit() and unanswered < retries:
-                    unanswered += 1  # bounded even when nothing was sent (a login page that never works)
-                    await asyncio.sleep(UNCONFIRMED_PAUSE_S)
-                    continue
-                failure = _failure(outcome, self.system, self.account, attempt.message, self.ledger.spent())
-                failure.evidence = await _evidence(page)
-                raise failure
+                login = form_login if isinstance(self.system.login, FormLogin) else self.system.login
+                return await self._attempt(attempt, login, self.context.request, page), attempt
+
+            attempt = await self._decided(once, lambda attempt: _evidence(page))
             # Read while the page is open: with no page, Playwright opens one to read local storage.
             state = dict(await self.context.storage_state())
             self._user_agent = await page.evaluate("navigator.userAgent")
         finally:
             self._logging_in = False
             await page.close()
+        if attempt.learned is not None and self._learns():
+            self._recipes.keep(attempt.learned.to_dict())
+        self._logged_in(state)
+        if self.chromium.on_demand and not self._rendering:
+            self._handover = state  # the walk's first request decides: rendered, or Chromium goes
+
+    async def _login_by_http(self, recipe: LoginRecipe) -> None:
+        self._user_agent = recipe.user_agent
+        client = await self._http_client({"cookies": [], "origins": []})
+        try:
+
+            async def once() -> tuple[str, HttpAttempt]:
+                attempt = HttpAttempt(
+                    self.system,
+                    self._credentials(),
+                    self.solver,
+                    self.polite,
+                    ledger=self.ledger,
+                    client=client,
+                    recipe=recipe,
+                )
+                return await self._attempt(attempt, http_login, client, None), attempt
+
+            async def evidence(attempt: HttpAttempt) -> dict[str, bytes]:
+                return {"login.html": attempt.answer.encode("utf-8")} if attempt.answer else {}
+
+            await self._decided(once, evidence)
+            state = dict(await client.storage_state())
+        except BaseException as exc:
+            await client.dispose()
+            if isinstance(exc, HarvestFailure) and exc.parks:
+                self._recipes.keep(None)  # after a person looks, the browser logs in (and learns) again
+            raise
+        if self._http is not None:
+            self._retired.append(self._http)
+        self._http, self._handover = client, None
+        await self._leave_browser()
+        self._logged_in(state)
+
+    async def _decided(
+        self,
+        once: Callable[[], Awaitable[tuple[str, A]]],
+        evidence: Callable[[A], Awaitable[dict[str, bytes]]],
+    ) -> A:
+        """Attempts until one is proven; raises the failure of the first that may not be repeated."""
+        misses = unanswered = 0
+        while True:
+            self._check_budget()
+            outcome, attempt = await once()
+            if outcome == "ok":
+                return attempt
+            if outcome == "bad_captcha" and misses < CAPTCHA_MISSES:
+                misses += 1
+                continue  # a captcha miss is not a password miss: a fresh image, same password
+            retries = self.polite.politeness.retries
+            if outcome == "system_unavailable" and self._may_submit() and unanswered < retries:
+                unanswered += 1  # bounded even when nothing was sent (a login page that never works)
+                await asyncio.sleep(UNCONFIRMED_PAUSE_S)
+                continue
+            failure = _failure(outcome, self.system, self.account, attempt.message, self.ledger.spent())
+            failure.evidence = await evidence(attempt)
+            raise failure
+
+    def _logged_in(self, state: dict[str, Any]) -> None:
         self._on_login([cookie["value"] for cookie in state["cookies"]])
         self.logins += 1
         self.generation += 1
         logger.info("已登录 {}（{}）", self.system.name, self.system.title)
-        if self.chromium.on_demand and not self._rendering:
-            self._handover = state  # the walk's first request decides: rendered, or Chromium goes
+
+    def _learns(self) -> bool:
+        return isinstance(self.system.login, FormLogin) and self.system.login.replay
+
+    def _replayable(self) -> LoginRecipe | None:
+        """The recipe to log in by, where the fast path would give Chromium back after the login."""
+        if not self.chromium.on_demand or self._rendering:
+            return None
+        return replays(self.system, self._recipes.load())
 
     async def _hand_over(self) -> None:
         """Before an un-rendered request after a login: read on by Playwright's own client, and
@@ -220,15 +304,16 @@ class Session:
         if not self._may_submit():
             raise _failure("unconfirmed", self.system, self.account, "", self.ledger.spent())
 
-    async def _attempt(self, attempt: LoginAttempt) -> str:
-        login = form_login if isinstance(self.system.login, FormLogin) else self.system.login
+    async def _attempt(
+        self, attempt: A, login: Callable[[A], Awaitable[str]], client: Any, page: Page | None
+    ) -> str:
         outcome: str = await login(attempt)
         if attempt.submitted:
             attempt.submitting()  # a custom login that only set ``submitted`` is counted too, late
         if outcome == "bad_captcha" and attempt.submitted:
             self.ledger.refund()  # the system said so: the password was not checked
         elif outcome in ("ok", "unknown"):
-            if await self._proves_logged_in(self.context.request, attempt.page):
+            if await self._proves_logged_in(client, page):
                 self.ledger.confirm()
                 return "ok"
             if outcome == "ok":

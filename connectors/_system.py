@@ -31,6 +31,10 @@ class FormLogin:
     toasts, ``alert()`` dialogs); ``error`` names one more place to read, and ``messages`` adds a
     system's own texts to the ones recognised out of the box (they never replace the rule that an
     unrecognised answer parks the account).
+
+    Once a browser login has shown that the form posts the user name and password as typed, with
+    nothing but the page's own values beside them, later logins post the same over HTTP without
+    starting Chromium (``connectors/_recipe.py``); ``replay=False`` keeps every login in the browser.
     """
 
     path: str = "/login"
@@ -42,6 +46,7 @@ class FormLogin:
     totp_input: str | None = None
     error: str | None = None
     messages: Mapping[LoginOutcome, tuple[str, ...]] = field(default_factory=dict)
+    replay: bool = True
 
 
 # A custom login: given the login attempt (page, credentials, captcha solver), do the

@@ -348,6 +348,7 @@ class Harvester:
             allow=robot.allow,
             on_login=mask_cookies,
             ledger=self.vault.login_ledger(system.name, info.account),
+            recipes=self.vault.login_recipes(system.name, info.account),
         )
         try:
             await session.open()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -10,7 +11,7 @@ import pytest
 from connectors import Chromium, owned_browsers, start_playwright
 from connectors.sandbox import population
 from robots import Walk, robot
-from robots.runtime import Harvester, RunReport, discover, registered, run_blocking
+from robots.runtime import Harvester, RobotSpec, RunReport, discover, registered, run_blocking
 from robots.sandbox_population import PAGER, Person
 from sandbox import Sandbox
 from settings import Settings
@@ -48,7 +49,13 @@ class Watch:
 
 
 def _run(
-    settings: Settings, store: Store, vault: Vault, robot: str, watch: Watch, *, warm: bool = False
+    settings: Settings,
+    store: Store,
+    vault: Vault,
+    robot: str | RobotSpec,
+    watch: Watch,
+    *,
+    warm: bool = False,
 ) -> tuple[RunReport, int]:
     discover()
 
@@ -59,7 +66,8 @@ def _run(
             chromium.warm()
         async with Harvester(settings, store, vault, hooks=[watch], chromium=chromium) as harvester:
             watch.harvester = harvester
-            report = await harvester.run(registered()[robot], "donghu")
+            spec = registered()[robot] if isinstance(robot, str) else robot
+            report = await harvester.run(spec, "donghu")
             return report, harvester.chromium.launches
 
     return run_blocking(go)
@@ -92,17 +100,22 @@ def test_a_fast_path_walk_reads_without_chromium_and_a_saved_session_needs_none(
     assert launches == 1 and warmed.running and not any(warmed.running)  # closed once the session held
 
 
-def test_a_relogin_mid_walk_brings_chromium_back_and_gives_it_back(
-    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
+@pytest.mark.parametrize("replay", [True, False])
+def test_a_relogin_mid_walk_is_replayed_or_brings_chromium_back_and_gives_it_back(
+    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox, replay: bool
 ) -> None:
     system = sandbox["population"]
     username = system.account("donghu").username
+    spec = registered()["persons"]
+    login = dataclasses.replace(spec.system.login, replay=replay)
+    robot = dataclasses.replace(spec, system=dataclasses.replace(spec.system, login=login))
     watch = Watch(at_page={2: lambda: system.gate.end_sessions(username, "expired")})
-    report, launches = _run(settings, store, vault, "persons", watch)
+    report, launches = _run(settings, store, vault, robot, watch)
 
     assert report.status == "ok" and report.logins == 2, report.message
     assert not watch.at_page, "the session was never ended"
-    assert launches == 2 and not any(watch.running)
+    # The first login showed how the form posts: the second is sent over HTTP, unless declared not to.
+    assert launches == (1 if replay else 2) and not any(watch.running)
     assert report.records == report.new > 0 and report.kind is None
 
 

@@ -37,9 +37,11 @@ def test_a_killed_run_leaves_no_browser_after_the_next_start_and_the_snapshot_un
     population = sandbox["population"]
     population.switches.fault_slow_rate, population.switches.slow_seconds = 1.0, 1.0  # a long login and walk
     population.traffic.reset()
-    # Chromium runs only while a session logs in or renders: without the saved session the child
-    # logs in, slowly, and is killed with its browser up.
+    # Chromium runs only while a session logs in or renders: without the saved session, and without
+    # the recipe that would post the form over HTTP, the child logs in, slowly, and is killed with its
+    # browser up.
     vault.clear_session("population", "donghu")
+    vault.login_recipes("population", "donghu").keep(None)
 
     child = spawn_run("persons", "donghu")
     try:

@@ -127,7 +127,13 @@ def _info(entry: dict[str, Any]) -> AccountInfo:
 def _unpark(entry: dict[str, Any]) -> None:
     # A person vouches for the credentials again: the count of unanswered logins starts over.
     entry.update(
-        status="ok", parked_kind=None, parked_message=None, parked_at=None, session=None, unconfirmed_logins=0
+        status="ok",
+        parked_kind=None,
+        parked_message=None,
+        parked_at=None,
+        session=None,
+        unconfirmed_logins=0,
+        login_recipe=None,  # the next login is a browser's again: it shows afresh how the form posts
     )
 
 
@@ -153,6 +159,31 @@ class LoginLedger:
     def confirm(self) -> None:
         if self.spent():
             self._vault._count_login(self._system, self._account, None)
+
+
+class RecipeBook:
+    """How one account's login form posts, as a browser login showed it (``connectors._recipe``).
+
+    Kept apart from the saved session: a session expires overnight, what the form sends does not.
+    """
+
+    def __init__(self, vault: Vault, system: str, account: str) -> None:
+        self._vault, self._system, self._account = vault, system, account
+
+    def load(self) -> dict[str, Any] | None:
+        recipe: dict[str, Any] | None = self._vault._entry(
+            self._vault._read(), self._system, self._account
+        ).get("login_recipe")
+        return recipe
+
+    def keep(self, recipe: dict[str, Any] | None) -> None:
+        if recipe == self.load():
+            return
+
+        def change(payload: Payload) -> None:
+            self._vault._entry(payload, self._system, self._account)["login_recipe"] = recipe
+
+        self._vault._change(change)
 
 
 class Vault:
@@ -438,6 +469,11 @@ class Vault:
         """The account's count of unconfirmed password submissions, for the session's lockout rule."""
         self._entry(self._read(), system, account)
         return LoginLedger(self, system, account)
+
+    def login_recipes(self, system: str, account: str) -> RecipeBook:
+        """Where the session keeps how the account's login form posts, for logins without a browser."""
+        self._entry(self._read(), system, account)
+        return RecipeBook(self, system, account)
 
     def _count_login(self, system: str, account: str, delta: int | None) -> int:
         """Add ``delta`` to the unconfirmed-login count (``None``: a good login sets it to 0)."""
