@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from robots.runtime import Harvester, RobotSpec, RunReport
     from sandbox import Sandbox
     from settings import Settings
-    from store import Store
     from vault import Vault
 
 SAMPLE = 10  # records a check shows unless told
@@ -108,11 +107,11 @@ def _harvest(
     from connectors._browser import Chromium, ChromiumMissing, start_playwright
     from machine import run_blocking
 
-    def opened(settings: Settings) -> tuple[list[tuple[RobotSpec, str]], Store, Vault]:
+    def opened(settings: Settings) -> tuple[list[tuple[RobotSpec, str]], Vault]:
         from robots.runtime import configure_logging
 
         configure_logging(settings, level="WARNING")
-        return plan(settings), _store(settings), _vault(settings)
+        return plan(settings), _vault(settings)
 
     async def warmed(driver: asyncio.Task[Playwright], settings: Settings) -> Chromium:
         chromium = Chromium(await driver, settings)
@@ -120,16 +119,17 @@ def _harvest(
         return chromium
 
     async def go() -> list[RunReport]:
-        # Playwright's driver and then Chromium start while the settings, the runtime, the robots,
-        # the store and the vault load in a thread: each side takes about a second, and neither
-        # needs the other but for the settings (Chromium's path), loaded first.
+        # Playwright's driver starts while the settings, the runtime, the robots and the vault load
+        # in a thread; then Chromium, if a run will log in with it, while the store opens.
         driver = asyncio.create_task(start_playwright())
         browser: asyncio.Task[Chromium] | None = None
         try:
             settings = await asyncio.to_thread(load)
-            browser = asyncio.create_task(warmed(driver, settings))
-            planned, store, vault = await asyncio.to_thread(opened, settings)
-            chromium = await browser
+            planned, vault = await asyncio.to_thread(opened, settings)
+            if any(_logs_in_by_browser(vault, robot, account) for robot, account in planned):
+                browser = asyncio.create_task(warmed(driver, settings))
+            store = await asyncio.to_thread(_store, settings)
+            chromium = await browser if browser is not None else Chromium(await driver, settings)
         except BaseException:
             await _stopped(driver, browser)
             raise
@@ -151,6 +151,18 @@ def _harvest(
         return run_blocking(go)
     except ChromiumMissing as exc:
         raise _fail(str(exc), 1) from exc
+
+
+def _logs_in_by_browser(vault: Vault, robot: RobotSpec, account: str) -> bool:
+    """Would this run's login need Chromium? Not where a browser login showed how to post the form."""
+    from connectors._recipe import replays
+    from vault import VaultError
+
+    try:
+        recipe = vault.login_recipes(robot.system.name, account).load()
+    except VaultError:  # an account the vault lacks: the run says so, with no browser
+        return False
+    return replays(robot.system, recipe) is None
 
 
 async def _stopped(driver: asyncio.Task[Playwright], browser: asyncio.Task[Chromium] | None) -> None:
