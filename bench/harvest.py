@@ -56,6 +56,10 @@ shapes in a rotated order, every other round the plain side first) and for each 
 - plain: ``bench/plain_harvest.py``, a one-off script: browser login, cookies, browser closed,
   httpx at the same concurrency with no rate cap, records into one SQLite table.
 
+``--nightly`` times the nights after the first: each round's vault first holds what an untimed run
+of each shape left (its session, which the sandbox then ends, and the recipe of its browser login),
+so ours logs in over HTTP where the recipe allows; the plain script logs in with its browser as ever.
+
 Each side's peak memory is the PSS summed over its process tree (Chromium's detached crashpad
 handlers found by a marker in their environment), sampled from /proc. Both sides must write
 exactly the account's records (checked by key, ours in the snapshot, plain in its SQLite file).
@@ -859,8 +863,12 @@ class ProcessBench:
         return self.limits.get("concurrency") or self.specs[code].system.politeness.concurrency
 
     def prepare(self, data_dir: Path) -> None:
-        """A fresh data dir and vault holding every shape's account (outside the timing)."""
+        """A fresh data dir and vault holding every shape's account (outside the timing); ``--nightly``:
+        and what one run of each shape leaves there (each timed run then finds its session ended)."""
         demo_vault(load_settings(data_dir=data_dir), self.accounts.values())
+        if self.args.nightly:
+            for shape in SHAPES:
+                self.ours(shape, data_dir)
 
     def ours(self, shape: Shape, data_dir: Path) -> Side:
         env = {key: value for key, value in os.environ.items() if key not in FOREIGN_SETTINGS}
@@ -967,7 +975,7 @@ class ProcessBench:
             keys = {
                 row[0] for row in db.execute(f'select "{key}" from snap_{dataset} where gone_run is null')
             }
-        if status != "ok" or new != seen:
+        if status != "ok" or (new != seen and not self.args.nightly):  # a night after: nothing new
             raise SystemExit(f"{shape.code}: our run ended {status} with {seen} records, {new} new")
         published = (
             dt.datetime.fromisoformat(finished).replace(tzinfo=dt.UTC).timestamp() if finished else None
@@ -1058,6 +1066,7 @@ def bench_process(args: argparse.Namespace) -> None:
             print(
                 f"{args.persons:,} persons, one community · each system's account of "
                 f"{bench.accounts['population'].scope} · {args.rounds} rounds · politeness {politeness} · "
+                f"{'nightly (a recipe, an ended session)' if args.nightly else 'first runs'} · "
                 f"{os.cpu_count()} CPUs · load average {os.getloadavg()[0]:.1f} at the start\n"
             )
             for n in range(args.rounds):
@@ -1175,6 +1184,12 @@ def main() -> None:
         help=f"interleaved rounds (medians): --shapes 3, --process {PROCESS_ROUNDS}",
     )
     parser.add_argument("--captcha", action="store_true", help="--shapes: every login reads an image captcha")
+    parser.add_argument(
+        "--nightly",
+        action="store_true",
+        help="--process: every night but the first: each round's vault holds what an untimed run of each "
+        "shape left (the recipe of its browser login, a session the system has since ended)",
+    )
     args = parser.parse_args()
     logger.remove()
     logger.add(sys.stderr, level="WARNING")

@@ -52,6 +52,7 @@ def test_a_login_learned_in_the_browser_is_replayed_without_it(
     assert recipe is not None, "the browser login taught nothing"
     kept = json.dumps(recipe, ensure_ascii=False)
     assert account.password not in kept and account.username not in kept
+    assert vault.get(code, account.account).logs_in_by == "http"
 
     system.gate.end_sessions(account.username)  # overnight: the saved session is gone
     browser_agent = system.traffic.requests[-1].user_agent
@@ -123,6 +124,7 @@ def test_a_refused_replay_parks_keeps_the_answer_and_forgets_the_recipe(
     assert (report.status, report.kind, launches) == ("parked", "bad_credentials", 0), report.message
     assert system.gate.wrong_passwords(account.username) == 1
     assert vault.login_recipes("disability", account.account).load() is None
+    assert vault.get("disability", account.account).logs_in_by == "browser"
     answer = (Path(report.artifacts or "") / "login.html").read_text(encoding="utf-8")
     assert "密码" in answer  # the GBK page, kept readable
     assert account.password not in answer

@@ -150,7 +150,11 @@ def list_(
     system: Annotated[str | None, typer.Argument(help="只列这个系统的账号。")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="输出 JSON 而不是表格。")] = False,
 ) -> None:
-    """账号：状态、停用原因、最近使用时间。从不显示任何机密。"""
+    """账号：状态、停用原因、最近使用时间、登录方式。从不显示任何机密。
+
+    登录方式“HTTP”：这个账号曾由浏览器登录成功，且登录表单原样提交用户名和密码，之后的登录不再启动浏览器；
+    登录页一有变化就改回浏览器。
+    """
     from settings import load_settings
 
     timezone = load_settings().timezone
@@ -161,7 +165,7 @@ def list_(
         return
     table = Table(title=f"保险库账号（{len(accounts)} 个）")
     last_used = f"最近使用（{zone_label(timezone)}）"
-    for column in ("系统", "账号", "用户名", "社区", "状态", "停用原因", last_used, "TOTP", "备注"):
+    for column in ("系统", "账号", "用户名", "社区", "状态", "停用原因", last_used, "登录", "TOTP", "备注"):
         table.add_column(column)
     for info in accounts:
         reason = (
@@ -172,7 +176,8 @@ def list_(
         status = Text("已停用", style="red") if info.status == "parked" else Text("ok")
         # Escaped: a parking message or a note may hold brackets that are not markup.
         cells = (info.system, info.account, info.username, info.scope)
-        rest = (reason, _when(info.last_used, timezone), "有" if info.has_totp else "", info.notes)
+        login = "HTTP（不启动浏览器）" if info.logs_in_by == "http" else "浏览器"
+        rest = (reason, _when(info.last_used, timezone), login, "有" if info.has_totp else "", info.notes)
         table.add_row(*map(escape, cells), status, *map(escape, rest))
     console.print(table)
 

@@ -27,6 +27,7 @@ class AccountInfo:
     last_used: dt.datetime | None
     has_totp: bool
     unconfirmed_logins: int = 0  # password submissions the system left unanswered since the last good login
+    logs_in_by: Literal["browser", "http"] = "browser"  # http: a browser login showed how the form posts
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: datetimes as ISO 8601 text."""

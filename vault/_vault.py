@@ -121,6 +121,7 @@ def _info(entry: dict[str, Any]) -> AccountInfo:
         last_used=_time(entry["last_used"]),
         has_totp=entry["totp_seed"] is not None,
         unconfirmed_logins=entry.get("unconfirmed_logins", 0),
+        logs_in_by="http" if entry.get("login_recipe") else "browser",
     )
 
 
