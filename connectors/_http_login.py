@@ -28,7 +28,9 @@ from connectors._recipe import (
     Served,
     Typed,
     captcha_src,
+    check_cookies,
     fill,
+    post_url,
 )
 from connectors._system import FormLogin, LoginOutcome
 
@@ -71,6 +73,8 @@ async def http_login(attempt: HttpAttempt) -> LoginOutcome:
             return "bad_captcha"
         typed = Typed(typed.username, typed.password, captcha=answer, totp=typed.totp)
     body = fill(recipe, served, typed)
+    target = post_url(recipe, served, page.url)
+    check_cookies(recipe, {cookie["name"] for cookie in (await client.storage_state())["cookies"]})
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(page.url))
     headers = {"referer": page.url, "origin": origin}
     if recipe.xhr:
@@ -84,9 +88,7 @@ async def http_login(attempt: HttpAttempt) -> LoginOutcome:
     attempt.submitting()
     try:
         async with attempt.polite.slot():
-            reply = await client.post(
-                origin + recipe.post, headers=headers, data=data, timeout=ANSWER_WAIT_S * 1000
-            )
+            reply = await client.post(target, headers=headers, data=data, timeout=ANSWER_WAIT_S * 1000)
             attempt.answer = Served.of(await reply.body(), reply.headers.get("content-type", "")).text
     except PlaywrightError as exc:
         attempt.message = f"系统答复登录时连接中断或超时（{str(exc).splitlines()[0][:200]}）"

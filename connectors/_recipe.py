@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser
 
@@ -107,6 +107,8 @@ class LoginRecipe:
     xhr: bool  # the page posted it by XHR (X-Requested-With: XMLHttpRequest)
     user_agent: str  # the browser's: the replay looks like it
     charset: str = "utf-8"  # the login page's: a form posts its fields in it
+    cookies: tuple[str, ...] = ()  # the names of the cookies the POST carried: each must be set again
+    from_action: bool = False  # posted to the form's action: taken from the page anew each time
 
     def has(self, role: Role) -> bool:
         return any(field.role == role for field in self.fields)
@@ -122,6 +124,8 @@ class LoginRecipe:
             "xhr": self.xhr,
             "user_agent": self.user_agent,
             "charset": self.charset,
+            "cookies": list(self.cookies),
+            "from_action": self.from_action,
         }
 
     @classmethod
@@ -139,7 +143,9 @@ class LoginRecipe:
                 captcha_image=data["captcha_image"],
                 xhr=bool(data["xhr"]),
                 user_agent=str(data["user_agent"]),
-                charset=known_charset(str(data.get("charset", "utf-8"))),
+                charset=known_charset(str(data["charset"])),
+                cookies=tuple(str(name) for name in data["cookies"]),
+                from_action=bool(data["from_action"]),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -186,6 +192,10 @@ def learn(served: Served, page_url: str, posts: list[Posted], typed: Typed, agen
         return None
     if typed.captcha is not None and not typed.captcha_image:
         return None  # a picture drawn on a canvas, or a data: URL: nothing to fetch next time
+    password = next(field.name for field in fields if field is not None and field.role == "password")
+    from_action = _action(served.text, page_url, password) == post.url
+    if not from_action and (target.query or ";" in target.path):
+        return None  # an address that may carry a token of this page's, and no form to take it from anew
     return LoginRecipe(
         post=target.path + (f"?{target.query}" if target.query else ""),
         encoding="json" if kind == JSON_TYPE else "form",
@@ -195,7 +205,41 @@ def learn(served: Served, page_url: str, posts: list[Posted], typed: Typed, agen
         xhr=bool(xhr),
         user_agent=agent,
         charset=served.charset,
+        cookies=tuple(sorted(_cookie_names(headers.get("cookie", "")))),
+        from_action=from_action,
     )
+
+
+def _cookie_names(header: str) -> set[str]:
+    return {pair.split("=", 1)[0].strip() for pair in header.split(";") if "=" in pair}
+
+
+def _action(html: str, page_url: str, password: str) -> str | None:
+    """Where the form holding the ``password`` field posts, resolved against the page's URL."""
+    for form in LexborHTMLParser(html).css("form"):
+        if any(node.attributes.get("name") == password for node in form.css("input")):
+            return urljoin(page_url, form.attributes.get("action") or page_url).split("#")[0]
+    return None
+
+
+def post_url(recipe: LoginRecipe, served: Served, page_url: str) -> str:
+    """Where to post: the fresh page's form action, or the address learned; ``RecipeStale`` if the
+    form now posts elsewhere."""
+    learned = "{0.scheme}://{0.netloc}".format(urlsplit(page_url)) + recipe.post
+    if not recipe.from_action:
+        return learned
+    password = next(field.name for field in recipe.fields if field.role == "password")
+    action = _action(served.text, page_url, password)
+    if action is None or urlsplit(action).path != urlsplit(learned).path:
+        raise RecipeStale("登录表单提交到了另一个地址")
+    return action
+
+
+def check_cookies(recipe: LoginRecipe, held: set[str]) -> None:
+    """``RecipeStale`` if a cookie the browser's login carried was not set again (a page's script set it)."""
+    missing = sorted(set(recipe.cookies) - held)
+    if missing:
+        raise RecipeStale(f"没有得到浏览器登录时带的 cookie {', '.join(missing)}（可能由页面脚本设置）")
 
 
 def _body_pairs(body: str, kind: str, charset: str) -> list[tuple[str, Any]] | None:

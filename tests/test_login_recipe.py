@@ -7,7 +7,17 @@ from urllib.parse import urlencode
 
 import pytest
 
-from connectors._recipe import LoginRecipe, Posted, RecipeStale, Served, Typed, fill, learn
+from connectors._recipe import (
+    LoginRecipe,
+    Posted,
+    RecipeStale,
+    Served,
+    Typed,
+    check_cookies,
+    fill,
+    learn,
+    post_url,
+)
 
 PAGE = "http://127.0.0.1:9000/login"
 SERVED = Served(
@@ -120,3 +130,28 @@ def test_a_gbk_page_is_read_and_posted_in_gbk() -> None:
 )
 def test_a_recipe_kept_in_another_shape_is_no_recipe(kept: dict | None) -> None:
     assert LoginRecipe.from_dict(kept) is None
+
+
+def test_the_address_is_the_fresh_forms_action_or_one_that_carries_no_token() -> None:
+    with_token = Served(SERVED.text.replace('action="/login"', 'action="/login?t=aa1"'))
+    posted = [_post(GOOD, url=PAGE + "?t=aa1")]
+    recipe = learn(with_token, PAGE, posted, TYPED, "UA")
+    assert recipe is not None and recipe.from_action
+    fresh = Served(with_token.text.replace("t=aa1", "t=bb2"))
+    assert post_url(recipe, fresh, PAGE) == PAGE + "?t=bb2"
+    with pytest.raises(RecipeStale):
+        post_url(recipe, Served(with_token.text.replace('action="/login?', 'action="/auth?')), PAGE)
+
+    # Posted by a script to an address with a query the page's form does not name: maybe a token.
+    assert learn(SERVED, PAGE, [_post(GOOD, url=PAGE + "/do?t=aa1")], TYPED, "UA") is None
+    recipe = learn(SERVED, PAGE, [_post(GOOD, url=PAGE + "/do")], TYPED, "UA")
+    assert recipe is not None and not recipe.from_action and post_url(recipe, SERVED, PAGE) == PAGE + "/do"
+
+
+def test_every_cookie_the_browser_sent_must_be_set_again_before_the_password_goes() -> None:
+    recipe = learn(SERVED, PAGE, [_post(GOOD, {**FORM, "cookie": "JSESSIONID=abc; lang=zh"})], TYPED, "UA")
+    assert recipe is not None and recipe.cookies == ("JSESSIONID", "lang")
+    assert "abc" not in json.dumps(recipe.to_dict())
+    check_cookies(recipe, {"JSESSIONID", "lang", "other"})
+    with pytest.raises(RecipeStale, match="lang"):
+        check_cookies(recipe, {"JSESSIONID"})  # set by the page's script: Set-Cookie never brings it

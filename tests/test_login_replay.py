@@ -110,14 +110,15 @@ def test_a_login_page_that_changed_is_left_to_the_browser_which_learns_it_again(
 
 
 def test_a_refused_replay_parks_keeps_the_answer_and_forgets_the_recipe(
-    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
+    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     system, robot = sandbox["disability"], _robot_of("disability")
     account = system.accounts[ACCOUNT]
     _runs(settings, store, vault, robot, account.account)
     _end_sessions(sandbox, "disability")
     # Someone changed the password in the system itself: the vault's is wrong now.
-    system.gate.accounts[account.username] = dataclasses.replace(account, password="Changed-elsewhere-1")
+    changed = dataclasses.replace(account, password="Changed-elsewhere-1")
+    monkeypatch.setitem(system.gate.accounts, account.username, changed)
 
     (report,), launches = _runs(settings, store, vault, robot, account.account)
 
