@@ -21,9 +21,10 @@ from robots._registry import _ROBOTS
 from robots.runtime import discover
 from sandbox import Sandbox, SandboxSystem
 from sandbox._civil import COLUMNS as CIVIL_COLUMNS
-from settings import Settings
+from settings import Settings, load_settings
 from store import Store
 from tests.runtime_helpers import snapshot
+from vault import Vault
 
 pytestmark = pytest.mark.browser
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
@@ -108,5 +109,7 @@ def _follow(command: list[str], url: str, username: str, password: str) -> None:
     assert result.exit_code == 0, (command, result.output)
     if args[0] == "check":
         assert "结论：可以运行" in result.output
+        # Its browser login showed how the form posts: record's and run's logins need no browser.
+        assert Vault.open(load_settings()).get("yanglao", "donghu").logs_in_by == "http"
     if args[0] == "schedule":
         assert "yanglao" in result.output
