@@ -96,6 +96,19 @@ def classify(
     return None
 
 
+def answered(
+    text: str, status: int, declared: Mapping[LoginOutcome, tuple[str, ...]] | None = None
+) -> LoginOutcome | None:
+    """What a login's answer states: its words first, then its status (401/403 a rejected password,
+    429 a lock); ``None`` when neither says anything we know."""
+    outcome = classify(text, declared)
+    if outcome is None and status in (401, 403):
+        return "bad_credentials"
+    if outcome is None and status == 429:
+        return "locked"
+    return outcome
+
+
 def says_logged_out(body: bytes | str) -> bool:
     """Does this short answer say that the session has ended (``{"code": 1001, "msg": "登录超时"}``)?"""
     if len(body) > LOGGED_OUT_MAX_BYTES:

@@ -18,7 +18,7 @@ from playwright.async_api import APIRequestContext, APIResponse
 from playwright.async_api import Error as PlaywrightError
 from selectolax.lexbor import LexborHTMLParser
 
-from connectors._answers import classify
+from connectors._answers import answered
 from connectors._login import ANSWER_WAIT_S, Attempt
 from connectors._recipe import (
     FORM_TYPE,
@@ -112,11 +112,7 @@ def _judge(
     if reply.status >= 500:
         attempt.message = f"登录表单返回 HTTP {reply.status}"
         return "system_unavailable"
-    outcome = classify(said, form.messages)
-    if outcome is None and reply.status in (401, 403):
-        outcome = "bad_credentials"
-    if outcome is None and reply.status == 429:
-        outcome = "locked"
+    outcome = answered(said, reply.status, form.messages)
     if outcome is not None:
         return outcome
     return "ok" if away and not is_json else "unknown"  # the session proves "ok", or it is unknown

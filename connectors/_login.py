@@ -21,7 +21,7 @@ import pyotp
 from playwright.async_api import Dialog, Page, Request, Response
 from playwright.async_api import Error as PlaywrightError
 
-from connectors._answers import classify
+from connectors._answers import answered
 from connectors._captcha import SolverChain
 from connectors._errors import LoginFormMissing, NeedsHuman
 from connectors._polite import Polite
@@ -245,11 +245,7 @@ async def _judge(
     away = urlsplit(page.url).path != form.path
     if away and await _shows(page, system.logged_in):
         return "ok"
-    outcome = classify(said, form.messages)
-    if outcome is None and watch.status in (401, 403):
-        outcome = "bad_credentials"
-    if outcome is None and watch.status == 429:
-        outcome = "locked"
+    outcome = answered(said, watch.status, form.messages)
     if outcome is not None:
         return outcome
     return "ok" if away else "unknown"  # the session proves "ok" on a logged-in page, or it is unknown
