@@ -126,7 +126,7 @@ def _harvest(
         try:
             settings = await asyncio.to_thread(load)
             planned, vault = await asyncio.to_thread(opened, settings)
-            if any(_logs_in_by_browser(vault, robot, account) for robot, account in planned):
+            if _logs_in_by_browser(vault, planned):  # one read of the vault, however many runs
                 browser = asyncio.create_task(warmed(driver, settings))
             store = await asyncio.to_thread(_store, settings)
             chromium = await browser if browser is not None else Chromium(await driver, settings)
@@ -153,16 +153,17 @@ def _harvest(
         raise _fail(str(exc), 1) from exc
 
 
-def _logs_in_by_browser(vault: Vault, robot: RobotSpec, account: str) -> bool:
-    """Would this run's login need Chromium? Not where a browser login showed how to post the form."""
-    from connectors._recipe import replays
-    from vault import VaultError
+def _logs_in_by_browser(vault: Vault, planned: list[tuple[RobotSpec, str]]) -> bool:
+    """Will a planned run log in with Chromium? Not one whose account a browser login showed how to
+    post the form (nor one the vault lacks: that run says so, with no browser)."""
+    from connectors._recipe import replayable
 
-    try:
-        recipe = vault.login_recipes(robot.system.name, account).load()
-    except VaultError:  # an account the vault lacks: the run says so, with no browser
-        return False
-    return replays(robot.system, recipe) is None
+    accounts = {(info.system, info.account): info for info in vault.accounts()}
+    for robot, account in planned:
+        info = accounts.get((robot.system.name, account))
+        if info is not None and (info.logs_in_by != "http" or not replayable(robot.system)):
+            return True
+    return False
 
 
 async def _stopped(driver: asyncio.Task[Playwright], browser: asyncio.Task[Chromium] | None) -> None:

@@ -114,13 +114,20 @@ def says_logged_out(body: bytes | str) -> bool:
     if len(body) > LOGGED_OUT_MAX_BYTES:
         return False
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    said = json_words(text)
+    if said is None:
+        return LOGGED_OUT.search(text) is not None  # a short page: "请先登录" and a script redirect
+    return LOGGED_OUT.search(said) is not None
+
+
+def json_words(text: str) -> str | None:
+    """A JSON answer's own top-level words (``{"code": 1, "msg": "密码错误"}``: 密码错误), None if it is
+    not JSON. Only they count: a record's "未登录" status, deeper down, is data."""
     try:
         answer = json.loads(text)
     except ValueError:
-        return LOGGED_OUT.search(text) is not None  # a short page: "请先登录" and a script redirect
-    # Of a JSON answer only its own top-level words count: a record's "未登录" status is data.
-    said = " ".join(v for v in answer.values() if isinstance(v, str)) if isinstance(answer, dict) else ""
-    return LOGGED_OUT.search(said) is not None
+        return None
+    return " ".join(v for v in answer.values() if isinstance(v, str)) if isinstance(answer, dict) else ""
 
 
 def says_expired(text: str) -> bool:

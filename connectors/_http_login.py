@@ -9,6 +9,7 @@ lines and the texts of its ``alert()`` calls, or a JSON answer's own words.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from playwright.async_api import APIRequestContext, APIResponse
 from playwright.async_api import Error as PlaywrightError
 from selectolax.lexbor import LexborHTMLParser
 
-from connectors._answers import answered
+from connectors._answers import answered, json_words
 from connectors._login import ANSWER_WAIT_S, Attempt
 from connectors._recipe import (
     FORM_TYPE,
@@ -71,7 +72,7 @@ async def http_login(attempt: HttpAttempt) -> LoginOutcome:
         if not answer:
             attempt.message = "OCR 在验证码图片中没有读出任何字符"
             return "bad_captcha"
-        typed = Typed(typed.username, typed.password, captcha=answer, totp=typed.totp)
+        typed = dataclasses.replace(typed, captcha=answer)
     body = fill(recipe, served, typed)
     target = post_url(recipe, served, page.url)
     check_cookies(recipe, {cookie["name"] for cookie in (await client.storage_state())["cookies"]})
@@ -102,7 +103,8 @@ def _judge(
     is_json = "json" in reply.headers.get("content-type", "")
     away = urlsplit(reply.url).path != form.path
     if is_json:
-        said = _json_words(text)
+        words = json_words(text)
+        said = text[:300] if words is None else words
     else:
         tree = LexborHTMLParser(text)
         said = _new_text(tree, text, served, form.error)
@@ -138,14 +140,3 @@ def _lines(tree: LexborHTMLParser) -> list[str]:
     body = tree.body
     text = body.text(separator="\n") if body is not None else ""
     return [" ".join(line.split()) for line in text.splitlines() if line.strip()]
-
-
-def _json_words(text: str) -> str:
-    """A JSON answer's own top-level words (``{"code": 1, "msg": "密码错误"}``)."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text[:300]
-    if not isinstance(data, dict):
-        return ""
-    return " ".join(value for value in data.values() if isinstance(value, str))

@@ -351,8 +351,11 @@ class MemoryBook:
         self.recipe = recipe
 
 
+def replayable(system: System) -> bool:
+    """May ``system``'s login be learned and sent without a browser (a form, ``FormLogin(replay=True)``)?"""
+    return isinstance(system.login, FormLogin) and system.login.replay
+
+
 def replays(system: System, recipe: Mapping[str, Any] | None) -> LoginRecipe | None:
-    """The recipe to log into ``system`` by without a browser, if it may be (``FormLogin(replay=…)``)."""
-    if not isinstance(system.login, FormLogin) or not system.login.replay:
-        return None
-    return LoginRecipe.from_dict(recipe)
+    """The recipe to log into ``system`` by without a browser, if it may be."""
+    return LoginRecipe.from_dict(recipe) if replayable(system) else None

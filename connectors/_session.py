@@ -52,7 +52,7 @@ from connectors._fetcher import Fetched
 from connectors._http_login import HttpAttempt, http_login
 from connectors._login import Attempt, Credentials, LoginAttempt, LoginLedger, MemoryLedger, form_login
 from connectors._polite import Polite
-from connectors._recipe import LoginRecipe, MemoryBook, RecipeBook, RecipeStale, replays
+from connectors._recipe import LoginRecipe, MemoryBook, RecipeBook, RecipeStale, replayable, replays
 from connectors._system import FormLogin, System
 
 A = TypeVar("A", bound=Attempt)
@@ -203,7 +203,7 @@ class Session:
         finally:
             self._logging_in = False
             await page.close()
-        if attempt.learned is not None and self._learns():
+        if attempt.learned is not None and replayable(self.system):
             self._recipes.keep(attempt.learned.to_dict())
         self._logged_in(state)
         if self.chromium.on_demand and not self._rendering:
@@ -271,9 +271,6 @@ class Session:
         self.logins += 1
         self.generation += 1
         logger.info("已登录 {}（{}）", self.system.name, self.system.title)
-
-    def _learns(self) -> bool:
-        return isinstance(self.system.login, FormLogin) and self.system.login.replay
 
     def _replayable(self) -> LoginRecipe | None:
         """The recipe to log in by, where the fast path would give Chromium back after the login."""
