@@ -55,9 +55,8 @@ async def http_login(attempt: HttpAttempt) -> LoginOutcome:
     assert isinstance(form, FormLogin)
     page_url = system.url(form.path)
     page = await attempt.polite.fetch(lambda: client.get(page_url), "登录页")
-    if page.status >= 400:
-        attempt.message = f"登录页返回 HTTP {page.status}"
-        return "system_unavailable"  # nothing sent
+    if page.status >= 400:  # 5xx are retried by the gate; a page that is not there is the browser's to say
+        raise RecipeStale(f"登录页返回 HTTP {page.status}")
     served = Served.of(await page.body(), page.headers.get("content-type", ""))
     if urlsplit(page.url).path != urlsplit(page_url).path:
         raise RecipeStale(f"登录页转到了 {urlsplit(page.url).path}")

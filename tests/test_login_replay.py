@@ -129,3 +129,22 @@ def test_a_refused_replay_parks_keeps_the_answer_and_forgets_the_recipe(
     answer = (Path(report.artifacts or "") / "login.html").read_text(encoding="utf-8")
     assert "密码" in answer  # the GBK page, kept readable
     assert account.password not in answer
+
+
+def test_a_login_page_that_is_gone_is_left_to_the_browser_which_says_so_and_sends_nothing(
+    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
+) -> None:
+    system, robot = sandbox["population"], _robot_of("population")
+    account = system.accounts[ACCOUNT]
+    _runs(settings, store, vault, robot, account.account)
+    _end_sessions(sandbox, "population")
+    system.reset()
+    # The system moved its login page: the address the robot knows answers 404.
+    login = dataclasses.replace(robot.system.login, path="/login-moved")
+    moved = dataclasses.replace(robot, system=dataclasses.replace(robot.system, login=login))
+
+    (report,), launches = _runs(settings, store, vault, moved, account.account)
+
+    assert (report.status, report.kind, launches) == ("failed", "layout_changed", 1), report.message
+    assert "未发送任何内容" in report.message
+    assert list(system.gate.attempts) == []
