@@ -44,6 +44,7 @@ from store import Lease, Run, Snapshot, Store, create_tables, make_engine
 from vault import Vault
 
 FRESHNESS_JOB = "freshness"
+DIGEST_JOB = "desk-digest"  # the grid workers' daily digest (desk._digest)
 SCHEDULER_LEASE_S = 30.0
 SCHEDULER = "harvest schedule"  # what holds the scheduler's lease and its runs' account leases
 
@@ -139,6 +140,17 @@ def check_freshness() -> None:
         _active.check_freshness()
 
 
+def send_digests() -> None:
+    """The daily digest of every configured grid worker (what APScheduler calls at HARVEST_DESK_DIGEST_AT)."""
+    if _active is not None:
+        from desk._digest import send_digests as send  # the desk loads only when a digest is configured
+
+        try:
+            send(_active.settings, notifier=_active.notifier)
+        except Exception as exc:  # a digest's failure must not stop the scheduler; the next day retries
+            logger.error("每日变动推送失败：{}（下次推送时重试）", type(exc).__name__)
+
+
 class HarvestScheduler:
     """Owns the APScheduler instance, the locks and the failure policy of one scheduler process."""
 
@@ -188,7 +200,7 @@ class HarvestScheduler:
         self._scheduler.start(paused=True)
         existing = {job.id: job for job in self._scheduler.get_jobs()}
         for known in existing.values():
-            if known.id != FRESHNESS_JOB and _planned_id(known.id) not in self.jobs:
+            if known.id not in (FRESHNESS_JOB, DIGEST_JOB) and _planned_id(known.id) not in self.jobs:
                 known.remove()  # a robot or an account that no longer exists
         for job in self.jobs.values():
             cron = trigger(job.cron, self.settings.timezone)
@@ -224,6 +236,12 @@ class HarvestScheduler:
             replace_existing=True,
             next_run_time=dt.datetime.now(tz),
         )
+        if self.settings.desk_digests:
+            hour, minute = map(int, self.settings.desk_digest_at.split(":"))
+            daily = CronTrigger(hour=hour, minute=minute, timezone=tz)
+            self._scheduler.add_job(send_digests, daily, id=DIGEST_JOB, replace_existing=True)
+        elif DIGEST_JOB in existing:
+            existing[DIGEST_JOB].remove()
         self._scheduler.resume()
         for module, reason in broken().items():
             logger.error("机器人文件 {} 无法载入，其机器人不参与调度：{}", module, reason)

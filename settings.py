@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
@@ -35,6 +43,27 @@ class PolitenessLimits(BaseModel):
 
     def given(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True)
+
+
+class DigestTarget(BaseModel):
+    """Where one desk user's daily digest goes: one webhook (its URL carries a token: a secret)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dingtalk: str | None = None
+    secret: SecretStr | None = None  # the DingTalk robot's 加签 secret
+    wecom: str | None = None
+    webhook: str | None = None
+
+    @model_validator(mode="after")
+    def _one_webhook(self) -> DigestTarget:
+        urls = [url for url in (self.dingtalk, self.wecom, self.webhook) if url]
+        if len(urls) != 1:
+            raise ValueError("每个用户写一个推送地址：dingtalk、wecom 或 webhook 中的一个")
+        _check_web_url(urls[0], "推送地址 ")
+        if self.secret and not self.dingtalk:
+            raise ValueError("secret 是钉钉机器人的加签密钥，只能与 dingtalk 一起写")
+        return self
 
 
 class Settings(BaseSettings):
@@ -145,6 +174,9 @@ class Settings(BaseSettings):
 
     desk_host: str = Field(default="127.0.0.1", description="Address `harvest serve` (the desk) listens on.")
     desk_port: int = Field(default=8700, ge=0, le=65535, description="Port the desk listens on.")
+    desk_workers: int = Field(
+        default=1, ge=1, le=64, description="Processes `harvest serve` answers with (about one per CPU core)."
+    )
     desk_session_hours: float = Field(
         default=12, gt=0, description="A desk login ends this many hours after it began, however busy."
     )
@@ -161,6 +193,24 @@ class Settings(BaseSettings):
         default=15,
         gt=0,
         description="How long a locked desk user name stays locked, and the window failures count within.",
+    )
+    communities: dict[str, str] = Field(
+        default_factory=dict,
+        description="The Chinese name of each community code the accounts' scopes use, shown on the desk "
+        '(JSON: {"donghu": "东湖社区"}); a code without one shows as it is.',
+    )
+    desk_url: str = Field(
+        default="http://127.0.0.1:8700",
+        description="The desk's address as staff open it: the daily digest links to its 本期变动 page.",
+    )
+    desk_digests: dict[str, DigestTarget] = Field(
+        default_factory=dict,
+        description="Desk user -> the webhook that gets their grid's daily digest; URLs and secrets are "
+        'never shown (JSON: {"wang": {"dingtalk": "https://…", "secret": "SEC…"}}; or "wecom" or "webhook").',
+    )
+    desk_digest_at: str = Field(
+        default="07:30",
+        description="Time of day (HH:MM) `harvest schedule` sends the daily digests, when any is configured.",
     )
     desk_trusted_proxies: list[str] = Field(
         default_factory=list,
@@ -190,12 +240,19 @@ class Settings(BaseSettings):
             _check_web_url(url, f"系统 {name} 的网址 ")
         return urls
 
-    @field_validator("alert_dingtalk_url", "alert_wecom_url", "alert_webhook_url")
+    @field_validator("alert_dingtalk_url", "alert_wecom_url", "alert_webhook_url", "desk_url")
     @classmethod
     def _webhook(cls, url: str | None) -> str | None:
         if url is not None:
             _check_web_url(url, "")
         return url
+
+    @field_validator("desk_digest_at")
+    @classmethod
+    def _clock_time(cls, text: str) -> str:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", text):
+            raise ValueError(f"{text[:20]!r} 不是一天中的时刻；写成 HH:MM，例如 07:30")
+        return text
 
     @field_validator("desk_trusted_proxies")
     @classmethod
@@ -254,7 +311,7 @@ _SECRET_FIELDS = frozenset(
     name
     for name, info in Settings.model_fields.items()
     if SecretStr in (info.annotation, *typing.get_args(info.annotation))
-)
+) | {"desk_digests"}  # webhook URLs and secrets, nested
 _QUERY = re.compile(r"[?#][^\s'\"]*")
 _PASSWORD = re.compile(r"(://[^/\s:@]*):[^/\s@]*@")
 

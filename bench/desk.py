@@ -1,22 +1,31 @@
 """Desk benchmark: the staff search page over a million-person snapshot, against the store's own search.
 
     .venv/bin/python bench/desk.py [--persons 1000000] [--probes 20] [--db FILE]
+    .venv/bin/python bench/desk.py --load [--clients 20] [--seconds 60] [--workers 1] [--db FILE]
 
 Loads a sandbox world (persons, households, elderly-care records) into a snapshot as the demo robots
 would (``--db`` keeps it for the next run), serves the desk on 127.0.0.1, logs in as a staff member of
 one community and as an admin, and times whole HTTP requests of each kind of search: the page staff
 see, rendered and masked, across every dataset. The baseline is the same search through
 ``Snapshot.query`` on the persons dataset alone, with no web layer. Prints p50/p95 and the ratio.
+
+``--load`` is what a street office feels at nine in the morning: ``--clients`` staff, each logged in with
+their own account, searching by name and address as fast as the desk answers for ``--seconds``, against
+``harvest serve`` in its own process (``--workers`` of them), first with nothing else running and then
+while a harvest publishes into the same database, run after run. Prints requests/s and p50/p95/p99.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import random
 import re
 import resource
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +38,7 @@ from desk import create_app
 from sandbox import World, generate_world
 from settings import load_settings
 from store import Snapshot
-from tests.desk_helpers import PASSWORD, seed_snapshot, served
+from tests.desk_helpers import PASSWORD, harvest_serve, seed_snapshot, served
 
 
 def log_in(client: httpx.Client, name: str) -> None:
@@ -64,11 +73,126 @@ def probes_of(world: World, count: int) -> dict[str, list[str]]:
     }
 
 
+def publish_loop(url: str, seconds: float, seed: int, persons: int, done: multiprocessing.Queue) -> None:
+    """Harvest one community's persons again and again into the snapshot at ``url`` for ``seconds``:
+    each run 1% of phones changed, staged and published as a robot's run would be."""
+    from robots.sandbox_population import Person
+    from store import Store, make_engine
+
+    world = generate_world(seed=seed, persons=persons)
+    store = Store(make_engine(url))
+    community = str(world.persons["community"].iloc[-1])
+    rows = world.persons[world.persons["community"] == community].to_dict(orient="records")
+    rng = random.Random(1)
+    deadline, published = time.monotonic() + seconds, 0
+    while time.monotonic() < deadline:
+        for row in rng.sample(rows, max(1, len(rows) // 100)):
+            row["phone"] = f"13{rng.randrange(10**9):09d}"
+        run = store.begin_run(
+            robot="persons",
+            dataset="persons",
+            model=Person,
+            system="sandbox",
+            account=community,
+            scope=community,
+        )
+        store.stage(run, rows)
+        store.publish(run)
+        published += 1
+    done.put((published, len(rows)))
+
+
+def _searcher(
+    client: httpx.Client, probes: list[str], deadline: float, times: list[float], errors: list[int]
+) -> None:
+    rng = random.Random(id(client))
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        answer = client.get("/", params={"q": rng.choice(probes)})
+        times.append((time.perf_counter() - started) * 1000)
+        if answer.status_code != 200:
+            errors.append(answer.status_code)
+    client.close()
+
+
+def load_phase(url: str, names: list[str], probes: list[str], seconds: float) -> str:
+    """One phase of the load run: every client searching for ``seconds``; its figures as a line."""
+    times: list[float] = []
+    errors: list[int] = []
+    clients = []
+    for name in names:  # one at a time: parallel logins from one address are throttled (desk._staff)
+        clients.append(httpx.Client(base_url=url, timeout=30))
+        log_in(clients[-1], name)
+    deadline = time.monotonic() + seconds
+    threads = [
+        threading.Thread(target=_searcher, args=(client, probes, deadline, times, errors))
+        for client in clients
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    timed = sorted(times)
+    if not timed:
+        return "no request answered"
+
+    def at(share: float) -> float:
+        return timed[min(len(timed) - 1, int(len(timed) * share))]
+
+    return (
+        f"{len(timed) / seconds:>8.1f}{at(0.5):>9.0f}{at(0.95):>9.0f}{at(0.99):>9.0f}"
+        f"{len(timed):>9}{len(errors):>8}"
+    )
+
+
+def load(args: argparse.Namespace, world: World, settings: object, db: Path) -> None:
+    from desk._staff import StaffDirectory
+    from store import make_engine
+
+    url = f"sqlite:///{db}"
+    staff = StaffDirectory(make_engine(url))
+    community = str(world.persons["community"].iloc[0])
+    names = [f"bench_load_{n}" for n in range(args.clients)]
+    known = {user.name for user in staff.users()}
+    for name in names:
+        if name not in known:
+            staff.add(name, PASSWORD, role="staff", scope=community)
+    mine = world.persons[world.persons["community"] == community]
+    probes = list(mine["name"].sample(200, random_state=3)) + [
+        a[:6] for a in mine["address"].sample(50, random_state=4)
+    ]
+    print(
+        f"\n{args.clients} staff searching for {args.seconds:.0f} s against `harvest serve` "
+        f"({args.workers} worker{'s' if args.workers > 1 else ''}), {len(world.persons):,} persons"
+    )
+    print(f"{'phase':28}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'requests':>9}{'errors':>8}")
+    env = {"HARVEST_DESK_WORKERS": str(args.workers)}
+    with harvest_serve(db.parent, **env) as desk:
+        print(f"{'nothing else running':28}{load_phase(desk.url, names, probes, args.seconds)}", flush=True)
+        done: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
+        publisher = multiprocessing.get_context("spawn").Process(
+            target=publish_loop, args=(url, args.seconds + 3, 5, args.persons, done)
+        )
+        publisher.start()
+        time.sleep(5)  # the publisher's world is generated before it publishes
+        line = load_phase(desk.url, names, probes, args.seconds)
+        publisher.join()
+        published, size = done.get()
+        print(f"{'a harvest publishing':28}{line}")
+        print(f"(the harvest published {published} runs of {size:,} persons meanwhile)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--persons", type=int, default=1_000_000)
     parser.add_argument("--probes", type=int, default=20, help="searches of each kind")
     parser.add_argument("--db", type=Path, help="snapshot file to reuse (made when missing)")
+    parser.add_argument("--load", action="store_true", help="the concurrent load run instead")
+    parser.add_argument("--clients", type=int, default=20, help="--load: staff searching at once")
+    parser.add_argument("--seconds", type=float, default=60, help="--load: length of each phase")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="--load: desk processes (HARVEST_DESK_WORKERS)"
+    )
     args = parser.parse_args()
 
     world = generate_world(seed=5, persons=args.persons)
@@ -78,6 +202,9 @@ def main() -> None:
         started = time.perf_counter()
         seed_snapshot(settings, world)
         print(f"snapshot of {args.persons:,} persons loaded in {time.perf_counter() - started:.0f} s: {db}")
+    if args.load:
+        load(args, world, settings, db)
+        return
     app = create_app(settings)
     staff = app.state.desk.staff
     community = str(world.persons["community"].iloc[0])

@@ -17,6 +17,10 @@ commands = typer.Typer()
 def serve(
     host: Annotated[str | None, typer.Option(help="监听地址（默认：HARVEST_DESK_HOST，127.0.0.1）。")] = None,
     port: Annotated[int | None, typer.Option(help="端口（默认：HARVEST_DESK_PORT，8700）。")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="进程数（默认：HARVEST_DESK_WORKERS，1）；大约每个 CPU 核一个。", min=1, max=64),
+    ] = None,
 ) -> None:
     """运行查询台：工作人员查询快照的中文网页，个人信息脱敏，查询记入审计。
 
@@ -51,8 +55,12 @@ def serve(
     # a quiet one, so a stop asked for ends with exit code 0.
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda *_: None)
+    workers = workers or settings.desk_workers
     uvicorn.run(
-        desk,
+        # More than one process: each builds its own app (desk.serve_app) from the same settings.
+        desk if workers == 1 else "desk:serve_app",
+        factory=workers > 1,
+        workers=workers,
         host=host,
         port=port,
         access_log=False,  # its lines carry query strings: what staff searched for

@@ -135,16 +135,46 @@ def query(
     except (UnknownDataset, KeyError) as exc:
         raise typer.BadParameter(str(exc).strip("'\""), param_hint="DATASET / --where") from exc
     if export is not None:
-        try:
-            snapshot.export(frame, export, dataset=dataset, access=access)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--export") from exc
-        console.print(
-            f"已导出 {len(frame)} 条到 {escape(str(export))}"
-            + ("（已脱敏）" if not reveal else "（含完整信息，已记录审计）")
-        )
+        selection = {"where": filters, "search": search, "scope": scope}
+        _export(snapshot, frame, export, dataset, access, selection)
         return
     _print_frame(frame, dataset, limit, _headers(snapshot)[dataset])
+
+
+def _export(
+    snapshot: Snapshot,
+    frame: pd.DataFrame,
+    path: Path,
+    dataset: str,
+    access: Access,
+    selection: dict[str, object],
+) -> None:
+    """Write the export and say on its summary line how fresh its data is (a .csv cannot say it inside)."""
+    from settings import load_settings
+    from store._export import freshness_text
+
+    zone = load_settings().timezone
+    try:
+        snapshot.export(
+            frame, path, dataset=dataset, access=access, selection=selection, titles=_titles(), zone=zone
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--export") from exc
+    console.print(
+        f"已导出 {len(frame)} 条到 {escape(str(path))}"
+        + ("（含完整信息，已记录审计）" if access.reveal else "（已脱敏）")
+        + f"；{freshness_text(snapshot.harvested_at(dataset), zone)}"
+    )
+
+
+def _titles() -> dict[str, str]:
+    """The datasets' titles for staff (人口信息), from the robots; none when a robot file is broken."""
+    from robots.runtime import RobotDeclarationError, dataset_titles
+
+    try:
+        return dataset_titles()
+    except RobotDeclarationError:
+        return {}
 
 
 @commands.command()

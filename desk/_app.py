@@ -25,7 +25,9 @@ from loguru import logger
 from starlette.exceptions import HTTPException
 
 from desk import _views as views
+from desk._grants import Grants, Shown
 from desk._links import Sealer
+from desk._places import Places
 from desk._staff import DeskLogin, StaffDirectory
 from machine import zone_label
 from robots.runtime import RobotDeclarationError, dataset_titles
@@ -62,6 +64,7 @@ class Refused(Exception):
 
 
 CHOICES_TTL_S = 60
+SCOPES = ("", "scope", None)  # the choices' key of the communities the snapshot knows
 NOT_FOUND = "未找到。记录可能不存在，或不在您的辖区。"
 STALE_FORM = "页面已过期，请刷新页面后重试。"
 BAD_INPUT = "输入有误，请检查后重试。"
@@ -76,9 +79,11 @@ class Desk:
     settings: Settings
     snapshot: Snapshot
     staff: StaffDirectory
+    grants: Grants
     sealer: Sealer
     titles: dict[str, str]
     templates: Jinja2Templates
+    places: Places
     # Filter choices (every grid, every tag) cost a scan of the dataset; they change only when a
     # harvest publishes, so a minute's staleness is fine for a drop-down.
     choices: dict[tuple[str, str, str | None], tuple[float, list[str]]] = field(default_factory=dict)
@@ -92,7 +97,14 @@ class Desk:
         return known[1]
 
     def views(self) -> dict[str, views.DatasetView]:
-        return views.catalog(self.snapshot, self.titles)
+        return views.catalog(self.snapshot, self.titles, self.places)
+
+    def scopes(self) -> list[str]:
+        """The communities the snapshot holds records of, remembered as the filter choices are."""
+        known = self.choices.get(SCOPES)
+        if known is None or time.monotonic() - known[0] > CHOICES_TTL_S:
+            known = self.choices[SCOPES] = (time.monotonic(), self.snapshot.scopes())
+        return known[1]
 
     def render(
         self,
@@ -109,8 +121,20 @@ class Desk:
             fresh = views.freshness(
                 self.snapshot.freshness(), catalog, self.settings.max_age_hours, self.settings.timezone
             )
-        page = {"me": login.user if login else None, "csrf": login.csrf if login else "", "fresh": fresh}
-        return self.templates.TemplateResponse(request, template, page | context, status_code=status)
+        shown: Shown | None = getattr(request.state, "grant", None)  # a page asked for under a grant
+        scope = login.user.scope if login else None
+        page = {
+            # A staff user whose community nothing was harvested for sees no records: say so on every page.
+            "no_records_for": scope if scope and self.scopes() and scope not in self.scopes() else None,
+            "me": login.user if login else None,
+            "csrf": login.csrf if login else "",
+            "fresh": fresh,
+            "grant": shown,
+        }
+        response = self.templates.TemplateResponse(request, template, page | context, status_code=status)
+        if shown is None:
+            return response
+        return HTMLResponse(self.grants.carry(bytes(response.body).decode(), shown), status_code=status)
 
 
 def desk_of(request: Request) -> Desk:
@@ -138,7 +162,13 @@ def scope_of(login: DeskLogin) -> str | None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The desk for the snapshot that ``settings`` point at."""
-    from desk import _login, _pages  # the routes import this module for its helpers
+    from desk import (  # the routes import this module for its helpers
+        _change_pages,
+        _login,
+        _overview,
+        _pages,
+        _visit_pages,
+    )
 
     settings = settings or load_settings()
     engine = make_engine(settings.resolved_database_url)
@@ -146,6 +176,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.globals["action_names"] = ACTION_NAMES
     templates.env.globals["zone_label"] = zone_label(settings.timezone)
+    places = Places(settings.communities)
+    templates.env.filters["community"] = places.community
     app = FastAPI(title="社区数据查询", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.desk = Desk(
         settings=settings,
@@ -157,15 +189,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_failures=settings.desk_login_failures,
             lock_minutes=settings.desk_lock_minutes,
         ),
+        grants=Grants(engine),
         sealer=Sealer(settings.data_dir / "desk.key"),
         titles=_titles(),
         templates=templates,
+        places=places,
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(_login.router)
     app.include_router(_pages.router)
+    app.include_router(_overview.router)
+    app.include_router(_change_pages.router)
+    _visit_pages.install(app)
     _add_handlers(app)
     return app
+
+
+def serve_app() -> FastAPI:
+    """The desk of one of `harvest serve --workers N`'s processes: settings and logging from the
+    environment, as the command that started it had them."""
+    from robots.runtime import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings)
+    return create_app(settings)
 
 
 ACTION_NAMES = {
@@ -177,6 +224,9 @@ ACTION_NAMES = {
     "login_failed": "登录失败",
     "login_throttled": "登录受限",
     "logout": "退出",
+    "digest": "每日变动推送",
+    "visit": "排摸登记",
+    "visit_sheet": "打印排摸表",
 }
 
 

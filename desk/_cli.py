@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # the database, Argon2 and the settings load when a command r
     from desk._staff import StaffDirectory
 
 app = typer.Typer(
-    help="查询台（社区数据查询网站）的工作人员账号：添加、改密码、删除、列出。",
+    help="查询台（社区数据查询网站）的工作人员账号：添加、改密码、删除、列出；网格员的网格和每日变动推送。",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -106,18 +106,33 @@ def add_user(
     password_stdin: PasswordStdin = False,
 ) -> None:
     """添加一个查询台用户。密码（至少 8 个字符）隐藏输入两次。"""
+    from desk._places import Places
     from desk._staff import _taken, check_account
     from settings import load_settings
+    from store import Snapshot
 
-    url = load_settings().resolved_database_url
+    settings = load_settings()
+    url = settings.resolved_database_url
+    places = Places(settings.communities)
     with _handled(url):
         directory = _directory(url)
-        check_account(name, role, scope)  # refused before anyone types a password
+        scope = check_account(name, role, scope)  # refused before anyone types a password
+        harvested = Snapshot(directory.engine).scopes()
+        if scope is not None:
+            scope = places.resolve(scope, harvested)
         if name in {user.name for user in directory.users()}:
             raise _taken(name)
         user = directory.add(name, _password(password_stdin), role=role, scope=scope)
-    where = "所有社区" if user.scope is None else f"社区 {user.scope}"
+    where = "所有社区" if user.scope is None else f"社区 {places.labelled(user.scope)}"
     console.print(f"已添加查询台用户 {user.name}（{user.role}，{where}）。", markup=False)
+    if user.scope is not None and not harvested and user.scope not in places.names:
+        stderr.print(
+            f"注意：还没有采集到任何社区，也没有在 HARVEST_COMMUNITIES 里声明社区，无法核对 {user.scope!r}；"
+            "采集后用 `harvest desk users` 核对。",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("set-password")
@@ -151,21 +166,91 @@ def users() -> None:
     """查询台用户：名称、角色、能查看的社区、建立时间。"""
     from sqlmodel import Session, select
 
+    from desk._digest import channel_of, grids
+    from desk._places import Places
     from desk._staff import StaffUser
     from settings import load_settings
 
     settings = load_settings()
     url = settings.resolved_database_url
+    places = Places(settings.communities)
     with _handled(url):
         directory = _directory(url)
         with Session(directory.engine) as session:  # the rows, for created_at and disabled
             rows = list(session.exec(select(StaffUser).order_by(StaffUser.name)))
+        worked = grids(directory.engine)
     table = Table(title=f"查询台账号（{len(rows)} 个）")
-    for column in ("名称", "角色", "社区", f"建立时间（{zone_label(settings.timezone)}）"):
+    created_at = f"建立时间（{zone_label(settings.timezone)}）"
+    for column in ("名称", "角色", "社区", "网格", "每日推送", created_at):
         table.add_column(column)
     for user in rows:
         created = local_time(user.created_at, settings.timezone)
-        cells = (user.name + ("（已停用）" if user.disabled else ""), user.role, user.scope or "全部")
+        community = "全部" if user.scope is None else places.labelled(user.scope)
+        target = settings.desk_digests.get(user.name)
+        push = channel_of(target).name if target else "-"  # the channel's kind: its URL is a secret
+        cells = (user.name + ("（已停用）" if user.disabled else ""), user.role, community)
+        cells += (worked.get(user.name, "-"), push)
         # Escaped: a community code is free text, and "[x]" in it is not markup.
         table.add_row(*map(escape, cells), f"{created:%Y-%m-%d %H:%M}")
     console.print(table)
+
+
+@app.command("set-grid")
+def set_grid(
+    name: Name, grid: Annotated[str, typer.Argument(help="这个用户负责的网格，如 第1网格。")]
+) -> None:
+    """设定工作人员负责的网格：每日变动推送（harvest desk digest）发给他这个网格的变动。"""
+    from desk._digest import known_grids
+    from desk._digest import set_grid as save_grid
+    from desk._staff import _unknown
+    from settings import load_settings
+
+    url = load_settings().resolved_database_url
+    with _handled(url):
+        directory = _directory(url)
+        user = next((u for u in directory.users() if u.name == name), None)
+        if user is None:
+            raise _unknown(name)
+        if user.scope is None:
+            raise ValueError(f"{name} 是管理员，没有社区：网格只能设给有社区的工作人员（--role staff）")
+        known = known_grids(directory.engine, user.scope)
+        grid = grid.strip()
+        if known and grid not in known:
+            raise ValueError(f"社区 {user.scope} 没有网格 {grid!r}：已知的网格有 {'、'.join(known)}")
+        save_grid(directory.engine, name, grid)
+    console.print(f"{name} 负责的网格已设为 {grid}。", markup=False)
+
+
+@app.command()
+def digest(
+    day: Annotated[
+        str | None, typer.Option(help="推送哪一天的（YYYY-MM-DD，默认今天）；每人每天只推送一次。")
+    ] = None,
+) -> None:
+    """给 HARVEST_DESK_DIGESTS 里的每位网格员推送其网格的每日变动（脱敏）。"""
+    import datetime as dt
+
+    from desk._digest import send_digests
+    from settings import load_settings
+
+    settings = load_settings()
+    with _handled(settings.resolved_database_url):
+        try:
+            chosen = dt.date.fromisoformat(day) if day else None
+        except ValueError:
+            raise ValueError(f"--day 须写成 YYYY-MM-DD（如 2026-05-01），不是 {day[:20]!r}") from None
+        outcomes = send_digests(settings, day=chosen)
+    if not outcomes:
+        console.print("没有配置每日变动推送（HARVEST_DESK_DIGESTS），什么也没有发。", markup=False)
+        return
+    words = {
+        "sent": "已推送",
+        "already": "今天已推送过",
+        "failed": "推送失败，下次运行会重试",
+        "skipped": "未推送",
+    }
+    for outcome in outcomes:
+        count = f"（{outcome.changes} 条变动）" if outcome.status in ("sent", "failed") else ""
+        console.print(f"{outcome.user}：{words[outcome.status]}{count}", markup=False)
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(1)

@@ -1,30 +1,32 @@
 """The desk's pages: search, a person (一人一档), a household, datasets, export and the audit.
 
 Every read passes the user's scope to the snapshot, so a staff member's community bounds what any
-URL, form field or export parameter can reach. Pages come masked; the same URL POSTed with a reason
-(显示完整信息) comes revealed, and the snapshot writes that to the audit table.
+URL, form field or export parameter can reach. Pages come masked; a reason posted to the same URL
+(显示完整信息) gives a reveal grant and sends the browser to the page under it (desk._grants), and the
+snapshot writes the first revealed read of each page to the audit table.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.background import BackgroundTask
 
 from desk import _views as views
 from desk._app import NOT_FOUND, Desk, Refused, check_csrf, current_login, desk_of, scope_of
+from desk._grants import GRANT, Shown, page_key, with_grant
 from desk._staff import DeskLogin
-from machine import utc_now
+from machine import human_time, local_time, utc_now
 from store import Access, RevealRefused, is_number_search
-from store._masking import MASKED_ROLES, mask_value
+from store._export import export_name, selection_words
+from store._masking import mask_value
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -33,6 +35,7 @@ Login = Annotated[DeskLogin, Depends(current_login)]
 Text = Annotated[str, Query(max_length=50)]
 Reason = Annotated[str, Form(max_length=200)]
 Csrf = Annotated[str, Form(max_length=100)]
+GrantToken = Annotated[str, Form(max_length=100)]
 # Masked searches for a number (ID, phone) a staff member may make in a window. A masked search never
 # matches a number's hidden digits, so this is the second wall: guessing whole numbers, one search each.
 # A day's honest lookups come nowhere near it; revealed searches need a reason and are not counted.
@@ -51,13 +54,42 @@ def _reveal(login: DeskLogin, csrf: str, reason: str) -> Access:
     return access
 
 
-def _viewing(request: Request, login: Login, csrf: Csrf = "", reason: Reason = "") -> Access:
-    """How a page shows its records: masked for a GET; the same URL POSTed is a reveal."""
-    return Access(actor=login.user.name) if request.method == "GET" else _reveal(login, csrf, reason)
+def _here(request: Request, path: str | None = None) -> str:
+    """The request's page as grants know it (``path`` instead of the request's, for the export)."""
+    return page_key(path or request.url.path, request.query_params.multi_items())
+
+
+def _viewing(request: Request, login: Login) -> Access:
+    """How a page shows its records: masked, unless its URL carries a live grant of this user and
+    session that covers it; only the page's first read under the grant is audited."""
+    token = request.query_params.get(GRANT, "")[:100]
+    if not token:
+        return Access(actor=login.user.name)
+    grants, here = desk_of(request).grants, _here(request)
+    granted = grants.find(token, login, here)
+    until = human_time(granted.expires_at, desk_of(request).settings.timezone, fmt="%H:%M") if granted else ""
+    request.state.grant = Shown(here, token, granted, until)  # for the page and its links (Desk.render)
+    if granted is None:
+        return Access(actor=login.user.name)
+    audited_before = not grants.first_read(granted, here)
+    return Access(
+        actor=login.user.name, reveal=True, reason=granted.reason, grant=granted.id if audited_before else ""
+    )
 
 
 Viewing = Annotated[Access, Depends(_viewing)]
-SHOWN = ["GET", "POST"]  # a page's methods: GET masked, POST revealed with a reason
+
+
+@router.post("/person/{token}")
+@router.post("/household/{number}")
+@router.post("/datasets/{name}")
+def reveal(request: Request, login: Login, csrf: Csrf = "", reason: Reason = "") -> Response:
+    """A reveal form: a grant for the page, and the page again under it by a GET (303), so Back and F5
+    post nothing again."""
+    access = _reveal(login, csrf, reason)
+    here = _here(request)
+    token = desk_of(request).grants.give(login, here, access.reason)
+    return RedirectResponse(with_grant(here, token), status_code=303)
 
 
 def _revealed(access: Access) -> dict[str, Any]:
@@ -102,7 +134,7 @@ def search(request: Request, login: Login, q: Text = "") -> Response:
 # -- one person ----------------------------------------------------------------------------------
 
 
-@router.api_route("/person/{token}", methods=SHOWN, response_class=HTMLResponse)
+@router.get("/person/{token}", response_class=HTMLResponse)
 def person(request: Request, token: str, login: Login, access: Viewing) -> Response:
     desk = desk_of(request)
     id_number = desk.sealer.open(token)
@@ -142,18 +174,15 @@ CHANGE_KINDS = {"new": "新增", "changed": "变更", "gone": "注销/迁出", "
 # -- one household -------------------------------------------------------------------------------
 
 
-@router.api_route("/household/{number}", methods=SHOWN, response_class=HTMLResponse)
+@router.get("/household/{number}", response_class=HTMLResponse)
 def household(request: Request, number: str, login: Login, access: Viewing) -> Response:
     desk = desk_of(request)
     catalog = desk.views()
     frame = desk.snapshot.household(number[:64], scope=scope_of(login), refs=True, access=access)
     if frame.empty:
         raise Refused(404, NOT_FOUND)
-    groups = []
-    for name, rows in frame.groupby("dataset", sort=False):
-        view = catalog[str(name)]
-        groups.append({"title": view.title, "cards": views.cards(view, rows, desk.sealer)})
-    context = {"number": number, "groups": groups, "catalog": catalog} | _revealed(access)
+    home = views.household(catalog, frame, desk.sealer, views.household_datasets(desk.snapshot))
+    context = {"number": number, "home": home, "catalog": catalog} | _revealed(access)
     return desk.render(request, "household.html", context, login=login)
 
 
@@ -168,8 +197,16 @@ def datasets(request: Request, login: Login) -> Response:
     return desk.render(request, "datasets.html", {"catalog": catalog, "counts": counts}, login=login)
 
 
+FILTER_NAMES = {"community": "社区", "grid": "网格", "tags": "标签", "absent": "未登记于", "age": "年龄"}
+AGE_PARAMS = ("age_min", "age_max")
+
+
 class Filters:
-    """A dataset page's filters, read from its query string (GET, the reveal POST and the export alike)."""
+    """A dataset page's filters, read from its query string (the page and its export alike).
+
+    A filter the page does not have is refused, never ignored: a list that silently ignored ``grid=``
+    looked like the grid's and held the whole community.
+    """
 
     def __init__(
         self,
@@ -179,23 +216,44 @@ class Filters:
         login: DeskLogin,
     ) -> None:
         params = request.query_params
+        offered = self.offered(view, catalog, login)
+        for name in params:
+            if name not in ("q", "page", GRANT, *offered, *(AGE_PARAMS if "age" in offered else ())):
+                raise Refused(400, _unknown_filter(name, offered))
         self.q = params.get("q", "").strip()[:50]
         self.page = max(1, _int(params.get("page")))
         self.chosen: dict[str, str] = {}  # filter -> value, for the template and the links
         self.where: dict[str, str] = {}
         self.contains: dict[str, str] = {}
         for role in views.FILTER_ROLES:
-            field = view.field(role)
             value = params.get(role, "").strip()[:50]
-            if not field or not value or (role == "community" and not login.user.is_admin):
-                continue  # staff are bound to their community by scope, whatever the URL says
-            self.chosen[role] = value
-            (self.contains if role == "tags" else self.where)[field] = value
+            if role in offered and value:
+                self.chosen[role] = value
+                (self.contains if role == "tags" else self.where)[str(view.field(role))] = value
         absent = params.get("absent", "")
-        self.absent = absent if absent in views.comparable(view, catalog) else None
+        if absent and absent not in views.comparable(view, catalog):
+            raise Refused(400, f"「未登记于」的取值 {absent!r} 不是可比对的数据集：请从下拉框里选。")
+        self.absent = absent or None
         if self.absent:
-            self.chosen["absent"] = self.absent
+            self.chosen["absent"] = absent
+        self.ages = (_age(params.get(AGE_PARAMS[0], ""), "起"), _age(params.get(AGE_PARAMS[1], ""), "止"))
+        for name, age in zip(AGE_PARAMS, self.ages, strict=True):
+            if age is not None:
+                self.chosen[name] = str(age)
         self.scope = scope_of(login)
+
+    @staticmethod
+    def offered(
+        view: views.DatasetView, catalog: dict[str, views.DatasetView], login: DeskLogin
+    ) -> list[str]:
+        """The filters this page has for this user: staff are bound to their community by scope."""
+        out = [
+            role
+            for role in views.FILTER_ROLES
+            if view.field(role) and (role != "community" or login.user.is_admin)
+        ]
+        out += ["absent"] if views.comparable(view, catalog) else []
+        return out + (["age"] if view.has_age else [])
 
     def selection(self) -> dict[str, Any]:
         """The filters as ``Snapshot.query``/``count`` arguments."""
@@ -205,11 +263,26 @@ class Filters:
             "search": self.q,
             "scope": self.scope,
             "absent_from": self.absent,
+            "ages": self.ages if self.ages != (None, None) else None,
         }
 
     def query(self) -> str:
         pairs = {**self.chosen, **({"q": self.q} if self.q else {})}
         return "&".join(f"{k}={quote(v)}" for k, v in pairs.items())
+
+
+def _unknown_filter(name: str, offered: list[str]) -> str:
+    have = "、".join(FILTER_NAMES[o] for o in offered) or "没有筛选条件"
+    return f"本页没有筛选条件 {name[:40]!r}：本页可以按检索内容和 {have} 筛选。请从页面上的筛选框选择后重试。"
+
+
+def _age(text: str, end: str) -> int | None:
+    text = text.strip()
+    if not text:
+        return None
+    if not (text.isdigit() and int(text) <= 150):
+        raise Refused(400, f"年龄{end}须是 0 到 150 之间的整数（如 60），不是 {text[:20]!r}。")
+    return int(text)
 
 
 def _int(text: str | None) -> int:
@@ -224,7 +297,7 @@ def _view(desk: Desk, name: str) -> tuple[views.DatasetView, dict[str, views.Dat
     return catalog[name], catalog
 
 
-@router.api_route("/datasets/{name}", methods=SHOWN, response_class=HTMLResponse)
+@router.get("/datasets/{name}", response_class=HTMLResponse)
 def dataset(request: Request, name: str, login: Login, access: Viewing) -> Response:
     desk = desk_of(request)
     view, catalog = _view(desk, name)
@@ -268,10 +341,13 @@ def _choices(
 
 
 @router.post("/datasets/{name}/export")
-def export(request: Request, name: str, login: Login, csrf: Csrf = "", reason: Reason = "") -> Response:
-    """The dataset page's rows (every page of them) as .xlsx: masked, unless a reason reveals them."""
+def export(
+    request: Request, name: str, login: Login, csrf: Csrf = "", reason: Reason = "", grant: GrantToken = ""
+) -> Response:
+    """The dataset page's rows (every page of them) as .xlsx: masked, unless the page's grant or a
+    typed reason reveals them."""
     check_csrf(login.csrf, csrf)
-    access = _reveal(login, csrf, reason) if reason.strip() else Access(actor=login.user.name)
+    access = _exporting(request, login, csrf, reason, grant)
     desk = desk_of(request)
     view, catalog = _view(desk, name)
     filters = Filters(view, catalog, request, login)
@@ -279,18 +355,33 @@ def export(request: Request, name: str, login: Login, csrf: Csrf = "", reason: R
     if desk.snapshot.count(name, **selection, access=access) > EXPORT_LIMIT:
         raise Refused(400, f"一次最多导出 {EXPORT_LIMIT} 条，请先用筛选条件缩小范围。")
     frame = desk.snapshot.query(name, **selection, access=access)
+    zone = desk.settings.timezone
+    # Written under the name it is downloaded by, so the audit names the file staff hold.
     folder = Path(tempfile.mkdtemp(prefix="desk-export-"))
-    path = folder / "export.xlsx"
-    desk.snapshot.export(frame, path, dataset=name, access=access, selection=selection)
-    filename = f"{view.title}-{dt.date.today():%Y%m%d}.xlsx"
+    path = folder / export_name(view.title, local_time(utc_now(), zone).date())
+    desk.snapshot.export(
+        frame, path, dataset=name, access=access, selection=selection, titles=desk.titles, zone=zone
+    )
     return FileResponse(
         path,
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         headers={
-            "Content-Disposition": f"attachment; filename=export.xlsx; filename*=UTF-8''{quote(filename)}"
+            "Content-Disposition": f"attachment; filename=export.xlsx; filename*=UTF-8''{quote(path.name)}"
         },
         background=BackgroundTask(_remove, folder),
     )
+
+
+def _exporting(request: Request, login: DeskLogin, csrf: str, reason: str, grant: str) -> Access:
+    """An export's access: revealed by a live grant that covers the dataset page it exports (the page's
+    filters are the export's query), or by a typed reason; masked without either."""
+    if grant:
+        page = _here(request, request.url.path.removesuffix("/export"))
+        granted = desk_of(request).grants.find(grant, login, page)
+        if granted is None:
+            raise Refused(400, "显示完整信息已结束：请刷新列表页，重新填写理由后再导出。")
+        return Access(actor=login.user.name, reveal=True, reason=granted.reason)
+    return _reveal(login, csrf, reason) if reason.strip() else Access(actor=login.user.name)
 
 
 def _remove(folder: Path) -> None:
@@ -325,7 +416,7 @@ def audit(
             "title": catalog[entry.dataset].title if entry.dataset in catalog else (entry.dataset or ""),
             "reason": entry.reason or "",
             "rows": entry.rows,
-            "detail": _detail(entry.detail, catalog.get(entry.dataset or "")),
+            "detail": _detail(entry.detail, catalog.get(entry.dataset or ""), desk.titles),
         }
         for entry in entries
     ]
@@ -341,39 +432,16 @@ def audit(
     return desk.render(request, "audit.html", context, login=login)
 
 
-def _mask_numbers(text: str) -> str:
-    """Long digit runs in what was searched (an ID number, a phone) masked like the records."""
-    return re.sub(
-        r"\d{7,}[\dXx]?",
-        lambda m: str(mask_value("phone" if len(m[0]) == 11 else "id_number", m[0])),
-        text,
-    )
-
-
-def _detail(detail: str | None, view: views.DatasetView | None) -> str:
+def _detail(detail: str | None, view: views.DatasetView | None, titles: dict[str, str]) -> str:
     """An audit entry's query in words, its personal values masked: the audit page shows whose
     data was revealed without revealing it again."""
     if not detail:
         return ""
     data = json.loads(detail)
-    parts = []
-    for key in ("where", "contains"):
-        for field, value in (data.get(key) or {}).items():
-            role = view.roles.get(field) if view else None
-            label = view.label(field) if view else field
-            shown = mask_value(role, value) if role in MASKED_ROLES else value
-            parts.append(f"{label}={shown}")
-    if data.get("search"):
-        parts.append(f"检索「{_mask_numbers(data['search'])}」")
+    parts = [selection_words(data, view.labels if view else {}, view.roles if view else {}, titles)]
     if data.get("history_of"):
         parts.append(f"变更记录 {mask_value('id_number', data['history_of'])}")
-    for key, label in (
-        ("absent_from", "未登记于"),
-        ("scope", "社区"),
-        ("file", "文件"),
-        ("client", "来源"),
-        ("days", "保留天数"),
-    ):
+    for key, label in (("file", "文件"), ("client", "来源"), ("days", "保留天数")):
         if data.get(key):
             parts.append(f"{label} {data[key]}")
-    return "；".join(parts)
+    return "；".join(filter(None, parts))

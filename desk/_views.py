@@ -9,15 +9,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
 import machine
 from desk._links import Sealer
-from store import REF_COLUMN, Access, DatasetInfo, Freshness, Snapshot
+from desk._places import Places
+from store import AGE_COLUMN, REF_COLUMN, Access, Fields, Freshness, Snapshot, fields_of
 
 SEARCH_LIMIT = 50  # persons on one result page; more asks for a narrower search
 # Roles staff filter a dataset by; community only matters to admins, who see every community.
@@ -33,16 +34,20 @@ class DatasetView:
     columns: list[str]
     labels: dict[str, str]
     roles: dict[str, str]
+    places: Places = field(default_factory=Places)
 
     @classmethod
-    def of(cls, info: DatasetInfo, titles: dict[str, str]) -> DatasetView:
-        return cls(
-            name=info.name,
-            title=titles.get(info.name, info.name),
-            columns=json.loads(info.columns),
-            labels=json.loads(info.labels),
-            roles=json.loads(info.roles),
-        )
+    def of(cls, fields: Fields, name: str, titles: Mapping[str, str], places: Places) -> DatasetView:
+        return cls(name, titles.get(name, name), fields.columns, fields.labels, fields.roles, places)
+
+    @property
+    def has_age(self) -> bool:
+        return AGE_COLUMN in self.columns
+
+    def shown(self, name: str, value: Any) -> str:
+        """A field's value as staff read it: a community by its Chinese name."""
+        shown = text(value)
+        return self.places.community(shown) if self.roles.get(name) == "community" else shown
 
     def field(self, role: str) -> str | None:
         """The first field of ``role``, if the dataset has one."""
@@ -50,6 +55,10 @@ class DatasetView:
 
     def label(self, name: str) -> str:
         return self.labels.get(name) or name
+
+
+# What a record's card on a phone shows of it, by role; every field is a tap away (档案).
+SUMMARY_ROLES = ("name", "id_number", "address", "tags")
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,12 @@ class Card:
     person: str | None = None  # sealed link token
     household: str | None = None
     flags: str = ""
+    summary: dict[str, str] = field(default_factory=dict)  # role -> value, of SUMMARY_ROLES the dataset has
+    age: str = ""  # years, from the birth year (store._joined); "" when the record has none
+
+    @property
+    def tags(self) -> list[str]:
+        return tag_choices([self.summary.get("tags", "")])
 
 
 @dataclass
@@ -75,6 +90,8 @@ class PersonHit:
     address: str = ""
     household: str | None = None
     tags: str = ""
+    age: str = ""
+    grid: str = ""
     sources: list[str] = field(default_factory=list)
 
 
@@ -103,8 +120,12 @@ def local_time(moment: dt.datetime, zone: str | None = None) -> str:
     return f"{machine.local_time(moment, zone):%Y-%m-%d %H:%M}"
 
 
-def catalog(snapshot: Snapshot, titles: dict[str, str]) -> dict[str, DatasetView]:
-    return {info.name: DatasetView.of(info, titles) for info in snapshot.datasets()}
+def catalog(snapshot: Snapshot, titles: Mapping[str, str], places: Places) -> dict[str, DatasetView]:
+    """Every dataset as the desk reads it, with the fields it takes from the others (store.fields_of)."""
+    infos = {info.name: info for info in snapshot.datasets()}
+    return {
+        name: DatasetView.of(fields_of(info, infos), name, titles, places) for name, info in infos.items()
+    }
 
 
 def cards(view: DatasetView, frame: pd.DataFrame, sealer: Sealer) -> list[Card]:
@@ -117,10 +138,12 @@ def cards(view: DatasetView, frame: pd.DataFrame, sealer: Sealer) -> list[Card]:
             Card(
                 dataset=view.name,
                 title=view.title,
-                fields=[(view.label(c), text(row.get(c))) for c in view.columns],
+                fields=[(view.label(c), view.shown(c, row.get(c))) for c in view.columns],
                 person=sealer.seal(ref) if isinstance(ref, str) and ref else None,
                 household=text(row.get(household_field)) or None if household_field else None,
                 flags=flag_text(text(row.get("flags")), view),
+                summary={role: text(row.get(name)) for role in SUMMARY_ROLES if (name := view.field(role))},
+                age=text(row.get(AGE_COLUMN)),
             )
         )
     return out
@@ -186,6 +209,9 @@ def merge_into(hit: PersonHit, view: DatasetView, row: dict[str, Any]) -> None:
     household = view.field("household")
     if household and hit.household is None:
         hit.household = text(row.get(household)) or None
+    grid = view.field("grid")
+    hit.age = hit.age or text(row.get(AGE_COLUMN))
+    hit.grid = hit.grid or (text(row.get(grid)) if grid else "")
     if view.title not in hit.sources:
         hit.sources.append(view.title)
 
@@ -200,6 +226,7 @@ class FreshLine:
     title: str
     when: str  # "" when never harvested well
     stale: bool
+    at: dt.datetime | None = None  # when, to find the oldest (the text's month-day order breaks at New Year)
 
 
 def freshness(
@@ -212,7 +239,7 @@ def freshness(
         # 11-23 02:13（北京时间）: the year is plain, the clock is named
         when = f"{local_time(item.last_good, zone)[5:]}（{label}）" if item.last_good else ""
         stale = item.age_hours is None or item.age_hours > max_age_hours
-        lines.append(FreshLine(title, when, stale))
+        lines.append(FreshLine(title, when, stale, item.last_good))
     return lines
 
 
@@ -231,3 +258,82 @@ def tag_choices(values: Iterable[str]) -> list[str]:
             if tag.strip():
                 seen.setdefault(tag.strip(), None)
     return list(seen)
+
+
+# -- one household ---------------------------------------------------------------------------------
+
+HEAD_RELATIONS = ("户主", "本人")  # what systems write as the head's relation to the head
+
+
+@dataclass
+class Member(PersonHit):
+    """One person of a household, merged from every dataset that lists them there."""
+
+    relation: str = ""  # 与户主关系
+
+
+@dataclass(frozen=True)
+class Household:
+    address: str  # masked as the page is
+    members: list[Member]  # the head first, when known
+    records: list[Card]  # the household's records that name no person (户籍信息)
+
+
+def household_datasets(snapshot: Snapshot) -> set[str]:
+    """The datasets keyed by a household number: a household's own records (户籍信息)."""
+    out = set()
+    for info in snapshot.datasets():
+        key, roles = json.loads(info.key), json.loads(info.roles)
+        if len(key) == 1 and roles.get(key[0]) == "household":
+            out.add(info.name)
+    return out
+
+
+def household(
+    catalog: dict[str, DatasetView], frame: pd.DataFrame, sealer: Sealer, own: set[str]
+) -> Household:
+    """A household from ``Snapshot.household(refs=True)``: each person once, whatever datasets list
+    them (merged by ID number), and the records naming the household but no person as cards. Its
+    address and head's name come from its own record (of a dataset in ``own``), if it has one."""
+    members: dict[str, Member] = {}
+    records: list[Card] = []
+    address = head = ""
+    for name, rows in frame.groupby("dataset", sort=False):
+        view = catalog.get(str(name))
+        if view is None:
+            continue  # harvested since the catalog was read
+        anonymous = []
+        for row in rows.to_dict(orient="records"):
+            ref = row.get(REF_COLUMN)
+            if isinstance(ref, str) and ref:
+                member = members.setdefault(ref, Member(token=sealer.seal(ref)))
+                merge_into(member, view, row)
+                member.relation = member.relation or _cell(view, row, "relation")
+                continue
+            anonymous.append(row)
+            if view.name in own:
+                address = address or _cell(view, row, "address")
+                head = head or _cell(view, row, "name")
+        found = cards(view, pd.DataFrame(anonymous, columns=rows.columns), sealer)
+        records += [replace(card, household=None) for card in found]  # no link to the page they are on
+    people = list(members.values())
+    address = address or next((m.address for m in people if m.address), "")
+    return Household(address, head_first(people, head), records)
+
+
+def head_first(members: list[Member], head: str) -> list[Member]:
+    """The head of household first: the member whose relation says so, else the one the household's
+    record names (``head``, masked as the members' names are: only when it names exactly one); the
+    rest by age, eldest first, as a household register lists them."""
+    heads = [m for m in members if m.relation in HEAD_RELATIONS]
+    if not heads and head:
+        named = [m for m in members if m.name == head]
+        heads = named if len(named) == 1 else []
+    rest = [m for m in members if m not in heads[:1]]
+    rest.sort(key=lambda m: -int(m.age) if m.age.isdigit() else 1)
+    return heads[:1] + rest
+
+
+def _cell(view: DatasetView, row: dict[str, Any], role: str) -> str:
+    name = view.field(role)
+    return text(row.get(name)) if name else ""

@@ -37,7 +37,7 @@ HEADERS: dict[str, tuple[str, str | None]] = {
     **dict.fromkeys(("户号", "户编号"), ("household_no", "household")),
     **dict.fromkeys(("网格", "所属网格"), ("grid", "grid")),
     "户主": ("head", "name"),
-    "与户主关系": ("relation", None),
+    **dict.fromkeys(("与户主关系", "关系"), ("relation", "relation")),
     "标签": ("tags", "tags"),
     "小区": ("compound", None),
     "楼栋": ("building", None),

@@ -21,7 +21,7 @@ class Person(Record):
     gender: str = Field(title="性别")
     birth_date: dt.date = Field(role="birth_date", title="出生日期")
     phone: str | None = Field(None, role="phone", title="手机号")
-    relation: str = Field(title="与户主关系")
+    relation: str = Field(role="relation", title="与户主关系")
     household_no: str = Field(role="household", title="户号")
     address: str = Field(role="address", title="住址")
     residence_type: str = Field(title="人口类型")

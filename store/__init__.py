@@ -4,6 +4,8 @@ Runs stage their records as they arrive; ``Store.publish`` makes them the snapsh
 one transaction, and a failed or killed run changes nothing.
 """
 
+from store._changes import Changed, Changes, FieldChange, GridChanges, changes_since
+from store._counts import Counts, Measure, community_counts, split_tags
 from store._engine import make_engine
 from store._errors import (
     PublishRefused,
@@ -21,6 +23,7 @@ from store._idnumber import (
     is_valid_id_number,
     normalize_id_number,
 )
+from store._joined import AGE_COLUMN, GRID_COLUMN, Fields, fields_of
 from store._lease import Holder, Lease, LeaseRow
 from store._masking import mask_frame
 from store._record import Field, Record, RecordDeclarationError, RecordSpec, Role, record_spec
@@ -31,16 +34,25 @@ from store._store import Store
 from store._tables import Audit, Change, DatasetInfo, Run, create_tables
 
 __all__ = [
+    "AGE_COLUMN",
+    "GRID_COLUMN",
     "REF_COLUMN",
     "Access",
     "Audit",
     "Change",
+    "Changed",
+    "Changes",
+    "Counts",
     "DatasetInfo",
     "Field",
+    "FieldChange",
+    "Fields",
     "Freshness",
+    "GridChanges",
     "Holder",
     "Lease",
     "LeaseRow",
+    "Measure",
     "PublishRefused",
     "Record",
     "RecordDeclarationError",
@@ -56,7 +68,10 @@ __all__ = [
     "StoreUnavailable",
     "UnknownDataset",
     "UnknownRun",
+    "changes_since",
+    "community_counts",
     "create_tables",
+    "fields_of",
     "id_number_birth_date",
     "id_number_check_digit",
     "id_number_gender",
@@ -68,4 +83,5 @@ __all__ = [
     "normalize_id_number",
     "record_spec",
     "scrub_text",
+    "split_tags",
 ]

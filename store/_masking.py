@@ -47,7 +47,8 @@ __all__ = [
 # The same roles as a record field's (store._record.Role).
 ROLES: frozenset[str] = frozenset(get_args(Role))
 # Household numbers, community and grid names identify no one on their own and the desk groups and
-# scopes by them; tags (独居老人, 低保) are what staff look records up for. They travel unmasked.
+# scopes by them; tags (独居老人, 低保) are what staff look records up for; a relation to the head of
+# household (户主, 子女) is one of a few words. They travel unmasked.
 MASKED_ROLES: frozenset[str] = frozenset(
     {"id_number", "name", "phone", "address", "birth_date", "address_detail", "id_derived"}
 )

@@ -21,7 +21,8 @@ from store._idnumber import checked_id_number
 # What personal data a field holds, which decides how it is masked (store._masking). Beside the ID
 # number, name, phone and address: ``birth_date`` (its month and day are the ID number's hidden digits),
 # ``address_detail`` (unit, room, house number: what a masked address hides) and ``id_derived`` (a
-# number made from the ID number, such as 残疾人证号). The last four identify no one on their own.
+# number made from the ID number, such as 残疾人证号). The last five identify no one on their own;
+# ``relation`` (与户主关系: 户主, 配偶, 子女) orders a household's members, its head first.
 Role = Literal[
     "id_number",
     "name",
@@ -34,6 +35,7 @@ Role = Literal[
     "community",
     "grid",
     "tags",
+    "relation",
 ]
 SCALARS: tuple[type, ...] = (str, int, float, Decimal, bool, dt.date, dt.datetime)
 

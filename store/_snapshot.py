@@ -19,8 +19,11 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from store._export import write_export
+from machine import utc_now
+from store._export import ExportNote, selection_words, write_export
 from store._idnumber import normalize_id_number
+from store._joined import AGE_COLUMN, GRID_COLUMN, Fields, fields_of, grid_column, in_grid
+from store._joined import age as joined_age
 from store._masking import MASKED_ROLES, mask_frame, mask_value, scrub_value
 from store._search import SearchIndex, is_number_search, mask_number_search, search_supported
 from store._tables import Audit, Change, DatasetInfo, Run, _now, key_text
@@ -30,6 +33,7 @@ if TYPE_CHECKING:  # pandas costs a run's start-up most of a second: imported wh
 
 SEARCHED_ROLES = ("name", "id_number", "phone", "address")
 REF_COLUMN = "_ref"
+Ages = tuple[int | None, int | None] | None  # lowest and highest age, inclusive; None: any
 PROVENANCE_LABELS = {"scope": "社区", "flags": "数据标记", "gone": "已注销", "dataset": "数据集"}
 
 
@@ -43,11 +47,21 @@ class UnknownDataset(LookupError):
 
 @dataclass(frozen=True)
 class Access:
-    """Who is reading and whether they reveal; a reveal needs a reason, which goes to the audit table."""
+    """Who is reading and whether they reveal; a reveal needs a reason, which goes to the audit table.
+
+    ``grant`` names a reveal already audited for this reader (the desk's short-lived reveal grant,
+    written to the audit table when it was given): reads under it show the data without a new entry.
+    """
 
     actor: str = "cli"
     reveal: bool = False
     reason: str = ""
+    grant: str = ""
+
+    @property
+    def audited_now(self) -> bool:
+        """Does a reveal under this access write its own audit entry?"""
+        return self.reveal and not self.grant
 
     def check(self) -> None:
         if self.reveal and len(self.reason.strip()) < 2:
@@ -75,6 +89,13 @@ class Snapshot:
         with Session(self.engine) as session:
             return list(session.exec(select(DatasetInfo).order_by(DatasetInfo.name)))
 
+    def scopes(self) -> list[str]:
+        """The communities (scopes) the snapshot holds runs of (none on a database nothing harvested into)."""
+        if not sa.inspect(self.engine).has_table(Run.__tablename__):
+            return []
+        with self.engine.connect() as conn:
+            return list(conn.scalars(sa.select(Run.scope).distinct().order_by(Run.scope)))  # type: ignore[arg-type]
+
     def query(
         self,
         dataset: str,
@@ -84,6 +105,7 @@ class Snapshot:
         search: str = "",
         scope: str | None = None,
         absent_from: str | None = None,
+        ages: Ages = None,
         include_gone: bool = False,
         limit: int | None = None,
         offset: int = 0,
@@ -94,7 +116,10 @@ class Snapshot:
 
         ``where`` matches fields exactly, ``contains`` by a part of their text (a tag in "独居老人,低保");
         ``absent_from`` keeps the records whose person has no current record in that other dataset
-        (of the same scope): 独居老人 without an elderly-care record.
+        (of the same scope): 独居老人 without an elderly-care record; ``ages`` (lowest, highest, either
+        None) keeps the records whose age (``AGE_COLUMN``) is within them.
+        A dataset naming households is filtered by grid as ``where={GRID_COLUMN: …}`` when its grid
+        comes from its households' records (see ``fields``).
         ``refs`` adds a column ``_ref``: the record's ID number unmasked, for a caller that links to
         ``person()`` without showing it (the desk seals it into its links).
         ``search`` looks into the searched fields (names, ID and phone numbers, addresses); under a
@@ -102,13 +127,7 @@ class Snapshot:
         A reveal is audited, and so is a search for a number (see ``_audit_read``).
         """
         access.check()
-        selection = {
-            "where": dict(where or {}),
-            "contains": dict(contains or {}),
-            "search": search,
-            "scope": scope,
-            "absent_from": absent_from,
-        }
+        selection = _selection(where, contains, search, scope, absent_from, ages)
         frame = self._read(
             dataset,
             selection,
@@ -151,13 +170,11 @@ class Snapshot:
         import pandas as pd
 
         info, table = self._table(dataset)
-        columns, roles = json.loads(info.columns), json.loads(info.roles)
-        where, contains = selection.get("where"), selection.get("contains")
-        search, scope = selection.get("search") or "", selection.get("scope")
-        query = sa.select(*(table.c[c] for c in columns), table.c.scope, table.c.flags)
-        query = self._filtered(
-            query, info, table, where, contains, search, scope, selection.get("absent_from"), access
-        )
+        fields = self.fields(dataset)
+        roles, search = fields.roles, selection.get("search") or ""
+        shown = [self._column(fields, table, c).label(c) for c in fields.columns]
+        query = sa.select(*shown, table.c.scope, table.c.flags)
+        query = self._filtered(query, info, fields, table, selection, access)
         if include_gone:
             query = query.add_columns(table.c.gone_run.is_not(None).label("gone"))
         else:
@@ -166,12 +183,20 @@ class Snapshot:
         if refs:
             ref = table.c[id_fields[0]] if id_fields else sa.null()
             query = query.add_columns(ref.label(REF_COLUMN))
-        if not search.strip():  # sorting every match of a common search term would cost more than the search
+        name = next((f for f, r in roles.items() if r == "name"), None)
+        if not search.strip():
             query = query.order_by(*(table.c[k] for k in json.loads(info.key)))
+        elif name is not None:
+            # A person searched by name comes first when the name is exactly that, then names that
+            # start so: 张英 before 张英佳. No other order: sorting every match costs more than the search.
+            text = search.strip()
+            column = table.c[name]
+            starts = column.startswith(text, autoescape=True)
+            query = query.order_by(sa.case((column == text, 0), (starts, 1), else_=2))
         query = query.limit(limit).offset(offset or None)
         with self.engine.connect() as conn:
             frame = pd.read_sql(query, conn)
-        return frame if access.reveal else mask_frame(frame, roles, keep=(REF_COLUMN,))
+        return frame if access.reveal else mask_frame(frame, roles, keep=(REF_COLUMN, AGE_COLUMN))
 
     def _audit_read(
         self, access: Access, dataset: str | None, selection: Mapping[str, Any], rows: int
@@ -181,7 +206,7 @@ class Snapshot:
         search = selection.get("search") or ""
         number = is_number_search(search)
         detail = {**selection, "search": mask_number_search(search)} if number else dict(selection)
-        if access.reveal:
+        if access.audited_now:
             self.audit(access, "reveal", dataset, detail, rows)
         elif number:
             self.audit(access, "search", dataset, detail, rows)
@@ -205,22 +230,28 @@ class Snapshot:
         search: str = "",
         scope: str | None = None,
         absent_from: str | None = None,
+        ages: Ages = None,
         access: Access = Access(),
     ) -> int:
         """How many current records ``query`` with the same filters and access would return unlimited."""
         info, table = self._table(dataset)
+        selection = _selection(where, contains, search, scope, absent_from, ages)
         query = sa.select(sa.func.count()).select_from(table).where(table.c.gone_run.is_(None))
-        query = self._filtered(query, info, table, where, contains, search, scope, absent_from, access)
+        query = self._filtered(query, info, self.fields(dataset), table, selection, access)
         with self.engine.connect() as conn:
             return conn.scalar(query) or 0
 
     def distinct(self, dataset: str, field: str, *, scope: str | None = None, limit: int = 500) -> list[str]:
         """The values a field takes in current records (for filter choices); only unmasked roles."""
-        info, table = self._table(dataset)
-        role = json.loads(info.roles).get(field)
-        if role in MASKED_ROLES:
+        table = self._table(dataset)[1]
+        fields = self.fields(dataset)
+        role = fields.roles.get(field)
+        if role in MASKED_ROLES or field == AGE_COLUMN:
             raise RevealRefused(f"{dataset}.{field} 含个人信息（{role}），不列出它的取值")
-        self._check_field(dataset, info, field)
+        self._check_field(dataset, fields, field)
+        if field == GRID_COLUMN and fields.grid_from is not None:  # the grids of its households
+            source = fields.grid_from
+            table, field = self._table(source.dataset)[1], source.grid
         column = table.c[field]
         query = sa.select(column).distinct().where(table.c.gone_run.is_(None), column.is_not(None))
         if scope is not None:
@@ -232,21 +263,30 @@ class Snapshot:
         self,
         query: sa.Select,
         info: DatasetInfo,
+        fields: Fields,
         table: sa.Table,
-        where: Mapping[str, Any] | None,
-        contains: Mapping[str, str] | None,
-        search: str,
-        scope: str | None,
-        absent_from: str | None = None,
+        selection: Mapping[str, Any],
         access: Access = Access(),
     ) -> sa.Select:
-        for field, value in (where or {}).items():
-            self._check_field(info.name, info, field)
-            query = query.where(table.c[field] == value)
-        for field, part in (contains or {}).items():
-            self._check_field(info.name, info, field)
+        scope, absent_from = selection.get("scope"), selection.get("absent_from")
+        for field, value in (selection.get("where") or {}).items():
+            self._check_field(info.name, fields, field)
+            if field == GRID_COLUMN and fields.grid_from is not None:
+                households = self._table(fields.grid_from.dataset)[1]
+                query = query.where(in_grid(fields.grid_from, table, households, value))
+            else:
+                query = query.where(self._column(fields, table, field) == value)
+        for field, part in (selection.get("contains") or {}).items():
+            self._check_field(info.name, fields, field)
             query = query.where(table.c[field].contains(part, autoescape=True))
-        text = search.strip()
+        lowest, highest = selection.get("ages") or (None, None)
+        if (lowest, highest) != (None, None):
+            if fields.age_from is None:
+                raise KeyError(f"{info.name} 没有出生日期或身份证号字段，不能按年龄筛选")
+            age = joined_age(table.c[fields.age_from], fields.roles[fields.age_from])
+            query = query.where(*([age >= lowest] if lowest is not None else []))
+            query = query.where(*([age <= highest] if highest is not None else []))
+        text = (selection.get("search") or "").strip()
         if text:
             query = self._search(query, info, table, text, masked=not access.reveal)
         if scope is not None:
@@ -275,10 +315,32 @@ class Snapshot:
         return table.c[mine[0]].not_in(present)
 
     @staticmethod
-    def _check_field(dataset: str, info: DatasetInfo, field: str) -> None:
-        columns = json.loads(info.columns)
-        if field not in columns:
-            raise KeyError(f"{dataset} 没有字段 {field!r}；它的字段有 {'、'.join(columns)}")
+    def _check_field(dataset: str, fields: Fields, field: str) -> None:
+        if field not in fields.columns:
+            raise KeyError(f"{dataset} 没有字段 {field!r}；它的字段有 {'、'.join(fields.columns)}")
+
+    def fields(self, dataset: str) -> Fields:
+        """The dataset's fields with those it takes from others: a grid from its households' records
+        and an age (store._joined)."""
+        info, _ = self._table(dataset)
+        return fields_of(info, {d.name: d for d in self.datasets()})
+
+    def grid_of(self, dataset: str) -> tuple[sa.Table, sa.ColumnElement[Any] | None]:
+        """The dataset's table and the grid of each of its rows as a column expression (its own grid
+        field, else its household's, see store._joined), or None when its records have no grid.
+        For a caller that counts or groups rows by grid (the change history, the overview)."""
+        _, table = self._table(dataset)
+        fields = self.fields(dataset)
+        grid = next((f for f, r in fields.roles.items() if r == "grid"), None)
+        return table, self._column(fields, table, grid) if grid else None
+
+    def _column(self, fields: Fields, table: sa.Table, name: str) -> sa.ColumnElement[Any]:
+        """A field as a column of its query: its own, or one joined from elsewhere."""
+        if name == GRID_COLUMN and fields.grid_from is not None:
+            return grid_column(fields.grid_from, table, self._table(fields.grid_from.dataset)[1])
+        if name == AGE_COLUMN and fields.age_from is not None:
+            return joined_age(table.c[fields.age_from], fields.roles[fields.age_from])
+        return table.c[name]
 
     def _search(
         self, query: sa.Select, info: DatasetInfo, table: sa.Table, text: str, *, masked: bool
@@ -385,7 +447,7 @@ class Snapshot:
                             }
                         )
         frame = pd.DataFrame(rows, columns=["at", "dataset", "kind", "field", "before", "after"])
-        if access.reveal:
+        if access.audited_now:
             self.audit(access, "reveal", None, {"history_of": wanted, "scope": scope}, len(frame))
         return frame.sort_values("at", ascending=False, kind="stable", ignore_index=True)
 
@@ -404,22 +466,46 @@ class Snapshot:
             return list(page), total
 
     def freshness(self) -> list[Freshness]:
-        """Per dataset: when it was last harvested well, how long ago, and failures since."""
+        """Per dataset: when it was last harvested well, how long ago, and failures since.
+
+        Two grouped queries, whatever the number of runs: every desk page shows this, and a unit's
+        runs pile up by the hundred each night.
+        """
         now = _now()
+        runs = Run.__table__  # type: ignore[attr-defined]
+        good = (
+            sa.select(runs.c.dataset, sa.func.max(runs.c.finished_at).label("last"))
+            .where(runs.c.status == "ok", runs.c.finished_at.is_not(None))
+            .group_by(runs.c.dataset)
+            .subquery()
+        )
+        failed_since = sa.and_(
+            runs.c.status != "ok", sa.or_(good.c.last.is_(None), runs.c.started_at > good.c.last)
+        )
+        totals = (
+            sa.select(
+                runs.c.dataset,
+                sa.func.max(good.c.last),
+                sa.func.count(),
+                sa.func.sum(sa.case((failed_since, 1), else_=0)),
+            )
+            .select_from(runs.outerjoin(good, good.c.dataset == runs.c.dataset))
+            .group_by(runs.c.dataset)
+        )
+        with self.engine.connect() as conn:
+            found = {row[0]: row[1:] for row in conn.execute(totals)}
         out = []
-        with Session(self.engine) as session:
-            for info in self.datasets():
-                runs = list(
-                    session.exec(select(Run).where(Run.dataset == info.name).order_by(Run.started_at))
-                )
-                good = [r for r in runs if r.status == "ok" and r.finished_at is not None]
-                last = good[-1].finished_at if good else None
-                if last is not None and last.tzinfo is None:
-                    last = last.replace(tzinfo=dt.UTC)  # SQLite hands datetimes back naive
-                age = (now - last).total_seconds() / 3600 if last else None
-                since = [r for r in runs if last is None or r.started_at.replace(tzinfo=dt.UTC) > last]
-                out.append(Freshness(info.name, last, age, len(runs), sum(r.status != "ok" for r in since)))
+        for info in self.datasets():
+            last, count, failures = found.get(info.name, (None, 0, 0))
+            if last is not None and last.tzinfo is None:
+                last = last.replace(tzinfo=dt.UTC)  # SQLite hands datetimes back naive
+            age = (now - last).total_seconds() / 3600 if last else None
+            out.append(Freshness(info.name, last, age, count, int(failures or 0)))
         return out
+
+    def harvested_at(self, dataset: str) -> dt.datetime | None:
+        """When ``dataset`` was last harvested well; None if never."""
+        return next((f.last_good for f in self.freshness() if f.dataset == dataset), None)
 
     def export(
         self,
@@ -429,13 +515,24 @@ class Snapshot:
         dataset: str,
         access: Access = Access(),
         selection: Mapping[str, Any] | None = None,
+        titles: Mapping[str, str] | None = None,
+        zone: str | None = None,
     ) -> Path:
-        """Write ``frame`` (from ``query``) to .csv or .xlsx, headed by the data's freshness; audited,
-        with ``selection`` (the query's filters) saying which rows left."""
-        stamp = next((f.last_good for f in self.freshness() if f.dataset == dataset), None)
-        info, _ = self._table(dataset)
-        headers = json.loads(info.labels) | PROVENANCE_LABELS
-        write_export(frame.rename(columns=headers), path, sheet=dataset, harvested_at=stamp)
+        """Write ``frame`` (from ``query``) to .csv or .xlsx (store._export); audited, with ``selection``
+        (the query's filters) saying which rows left. ``titles`` (dataset: its title for staff) name
+        the sheet and the datasets a filter names; ``zone`` is the unit's time zone for the times."""
+        fields = self.fields(dataset)
+        if "community" in fields.roles.values():
+            frame = frame.drop(columns="scope", errors="ignore")  # the record's own 社区 says it
+        note = ExportNote(
+            harvested_at=self.harvested_at(dataset),
+            filters=selection_words(selection or {}, fields.labels, fields.roles, titles),
+            by=access.actor,
+            at=utc_now(),
+            zone=zone,
+        )
+        sheet = (titles or {}).get(dataset, dataset)
+        write_export(frame.rename(columns=fields.labels | PROVENANCE_LABELS), path, sheet=sheet, note=note)
         detail = {**(selection or {}), "file": path.name, "revealed": access.reveal}
         self.audit(access, "export", dataset, detail, len(frame))
         return path
@@ -528,3 +625,22 @@ def _shown_change(role: str | None, id_number: str, *, masked: bool) -> Callable
     if role is None:
         return lambda value: scrub_value(value, (id_number,))
     return functools.partial(mask_value, role)
+
+
+def _selection(
+    where: Mapping[str, Any] | None,
+    contains: Mapping[str, str] | None,
+    search: str,
+    scope: str | None,
+    absent_from: str | None,
+    ages: Ages,
+) -> dict[str, Any]:
+    """A query's filters as one mapping: what ``_filtered`` applies and the audit's ``detail`` says."""
+    selection = {
+        "where": dict(where or {}),
+        "contains": dict(contains or {}),
+        "search": search,
+        "scope": scope,
+        "absent_from": absent_from,
+    }
+    return selection | ({"ages": list(ages)} if ages and ages != (None, None) else {})

@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from playwright.sync_api import Page, expect
 
 from desk import create_app
 from robots.runtime import discover
@@ -178,3 +180,16 @@ def harvest_serve(data_dir: Path, **env: str) -> Iterator[Served]:
     finally:
         process.kill()
         process.wait(timeout=20)
+
+
+class AtUrl(Protocol):
+    url: str
+
+
+def log_in(page: Page, desk: AtUrl, name: str, password: str = PASSWORD) -> None:
+    """Log ``page`` into the desk served at ``desk.url`` as ``name``, through its login form."""
+    page.goto(f"{desk.url}/login")
+    page.get_by_label("用户名").fill(name)
+    page.get_by_label("密码").fill(password)
+    page.get_by_role("button", name="登录").click()
+    expect(page.locator("header .who")).to_contain_text(name)

@@ -51,8 +51,8 @@ def test_query_prints_masked_rows_and_reveals_only_with_a_reason(harvested: pd.D
 def test_query_exports_a_masked_xlsx(harvested: pd.DataFrame, tmp_path: Path) -> None:
     target = tmp_path / "名单.xlsx"
     result = runner.invoke(app, ["query", "persons", "--export", str(target)])
-    assert result.exit_code == 0 and "已脱敏" in result.output
-    sheet = pd.read_excel(target, skiprows=1, dtype=str)
+    assert result.exit_code == 0 and "已脱敏" in result.output and "；数据更新于 " in result.output
+    sheet = pd.read_excel(target, skiprows=3, dtype=str)  # under three lines of notes
     assert len(sheet) == len(harvested) and not sheet["身份证号"].isin(harvested["id_number"]).any()
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 from pathlib import Path
@@ -18,7 +19,7 @@ from cli import app
 from desk import create_app
 from settings import load_settings
 from store import Store, make_engine
-from store._export import write_export
+from store._export import MAX_WIDTH, ExportNote, write_export
 from tests.desk_helpers import HOSTILE, PASSWORD, Company, companies
 from tests.store_helpers import harvest
 
@@ -35,12 +36,16 @@ def harvested() -> Store:
 def assert_xlsx_holds_text_not_formulas(content: bytes) -> None:
     sheet = openpyxl.load_workbook(io.BytesIO(content)).active
     assert sheet is not None
-    cells = [cell for row in sheet.iter_rows(min_row=3) for cell in row]
+    cells = [cell for row in sheet.iter_rows(min_row=5) for cell in row]  # under three notes and the header
     assert [c.coordinate for c in cells if c.data_type == "f"] == []
     text = [c.value for c in cells if c.data_type == "s"]
     assert all(text.count(value) == 2 for value in HOSTILE)  # name and address, each value as it was
     numbers = [c.value for c in cells if c.data_type == "n"]
     assert numbers.count(-1200.5) == len(HOSTILE) and 3 in numbers  # numbers stay numbers
+    header = [c.value for c in sheet[4]]
+    assert header.count("社区") == 1  # no community field: the provenance says it
+    name = sheet.cell(row=4, column=header.index("企业名称") + 1).column_letter
+    assert sheet.column_dimensions[name].width == MAX_WIDTH  # a long =HYPERLINK(…) is cut on screen only
 
 
 @pytest.mark.parametrize("suffix", [".xlsx", ".csv"])
@@ -54,9 +59,9 @@ def test_the_cli_export_writes_hostile_text_as_text_readable_by_its_owner_only(
     if suffix == ".xlsx":
         assert_xlsx_holds_text_not_formulas(target.read_bytes())
         return
-    lines = target.read_text("utf-8-sig").splitlines()
-    assert lines[0].startswith("# 数据更新于")
-    table = list(csv.DictReader(lines[1:]))
+    assert "数据更新于" in result.output  # said beside the file: a .csv is data only, header first
+    assert list(pd.read_csv(target, dtype=str).columns[:2]) == ["统一社会信用代码", "企业名称"]
+    table = list(csv.DictReader(target.read_text("utf-8-sig").splitlines()))
     by_code = {row["统一社会信用代码"]: row for row in table}
     for n, text in enumerate(HOSTILE):
         row = by_code[f"91330102MA{n:08d}"]
@@ -93,17 +98,19 @@ def test_the_desk_export_holds_no_formula_cell(harvested: Store) -> None:
 def test_a_tab_or_carriage_return_before_a_formula_is_text_too(tmp_path: Path, suffix: str) -> None:
     # The store trims harvested text, so these reach a file only from a frame written directly.
     frame = pd.DataFrame({"备注": ["\t=1+1", "\r=1+1", "正常", None], "数量": [-1, 2, 3, 4]})
-    path = write_export(frame, tmp_path / f"备注{suffix}", sheet="备注", harvested_at=None)
+    note = ExportNote(harvested_at=None, filters="", by="测试", at=dt.datetime.now(dt.UTC))
+    path = write_export(frame, tmp_path / f"备注{suffix}", sheet="备注", note=note)
     if suffix == ".xlsx":
         sheet = openpyxl.load_workbook(path).active
         assert sheet is not None
-        notes = [sheet.cell(row=r, column=1) for r in range(3, 6)]
+        assert sheet.cell(row=2, column=1).value == "筛选条件：全部记录"
+        notes = [sheet.cell(row=r, column=1) for r in range(5, 8)]
         assert [c.data_type for c in notes] == ["s"] * 3
         # XML reads a carriage return back as a line feed; the formula after it stays text.
         assert [c.value for c in notes] == ["\t=1+1", "\n=1+1", "正常"]
         assert [c.quotePrefix for c in notes] == [True, True, False]  # Excel keeps them text when edited
-        assert [sheet.cell(row=r, column=2).value for r in range(3, 7)] == [-1, 2, 3, 4]
+        assert [sheet.cell(row=r, column=2).value for r in range(5, 9)] == [-1, 2, 3, 4]
         return
     rows = list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig"), newline="")))
-    assert rows[0] == ["# 数据尚未成功采集"]
-    assert rows[2:] == [["'\t=1+1", "-1"], ["'\r=1+1", "2"], ["正常", "3"], ["", "4"]]
+    assert rows[0] == ["备注", "数量"]
+    assert rows[1:] == [["'\t=1+1", "-1"], ["'\r=1+1", "2"], ["正常", "3"], ["", "4"]]
