@@ -12,9 +12,10 @@ import hmac
 import re
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -64,7 +65,9 @@ class Refused(Exception):
 
 
 CHOICES_TTL_S = 60
-SCOPES = ("", "scope", None)  # the choices' key of the communities the snapshot knows
+SCOPES = ("", "scope", None)  # the choices' keys of the communities the snapshot knows, and of freshness
+FRESHNESS = ("", "freshness", None)
+T = TypeVar("T")
 NOT_FOUND = "未找到。记录可能不存在，或不在您的辖区。"
 STALE_FORM = "页面已过期，请刷新页面后重试。"
 BAD_INPUT = "输入有误，请检查后重试。"
@@ -86,25 +89,27 @@ class Desk:
     places: Places
     # Filter choices (every grid, every tag) cost a scan of the dataset; they change only when a
     # harvest publishes, so a minute's staleness is fine for a drop-down.
-    choices: dict[tuple[str, str, str | None], tuple[float, list[str]]] = field(default_factory=dict)
+    # The freshness line and the communities known are remembered as long, for the same reason.
+    choices: dict[tuple[str, str, str | None], tuple[float, Any]] = field(default_factory=dict)
 
-    def distinct(self, dataset: str, name: str, scope: str | None) -> list[str]:
-        """``Snapshot.distinct`` remembered for CHOICES_TTL_S."""
-        key = (dataset, name, scope)
+    def remembered(self, key: tuple[str, str, str | None], make: Callable[[], T]) -> T:
+        """What ``make`` gives, made again after CHOICES_TTL_S."""
         known = self.choices.get(key)
         if known is None or time.monotonic() - known[0] > CHOICES_TTL_S:
-            known = self.choices[key] = (time.monotonic(), self.snapshot.distinct(dataset, name, scope=scope))
+            known = self.choices[key] = (time.monotonic(), make())
         return known[1]
+
+    def distinct(self, dataset: str, name: str, scope: str | None) -> list[str]:
+        return self.remembered(
+            (dataset, name, scope), lambda: self.snapshot.distinct(dataset, name, scope=scope)
+        )
 
     def views(self) -> dict[str, views.DatasetView]:
         return views.catalog(self.snapshot, self.titles, self.places)
 
     def scopes(self) -> list[str]:
-        """The communities the snapshot holds records of, remembered as the filter choices are."""
-        known = self.choices.get(SCOPES)
-        if known is None or time.monotonic() - known[0] > CHOICES_TTL_S:
-            known = self.choices[SCOPES] = (time.monotonic(), self.snapshot.scopes())
-        return known[1]
+        """The communities the snapshot holds records of."""
+        return self.remembered(SCOPES, self.snapshot.scopes)
 
     def render(
         self,
@@ -119,7 +124,10 @@ class Desk:
         if login is not None:
             catalog = context.get("catalog") or self.views()
             fresh = views.freshness(
-                self.snapshot.freshness(), catalog, self.settings.max_age_hours, self.settings.timezone
+                self.remembered(FRESHNESS, self.snapshot.freshness),
+                catalog,
+                self.settings.max_age_hours,
+                self.settings.timezone,
             )
         shown: Shown | None = getattr(request.state, "grant", None)  # a page asked for under a grant
         scope = login.user.scope if login else None
@@ -174,6 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = make_engine(settings.resolved_database_url)
     store = Store(engine)  # creates the store's tables on a database nothing has harvested into yet
     templates = Jinja2Templates(directory=HERE / "templates")
+    templates.env.auto_reload = False  # they change with a release, not while it runs: no stat per page
     templates.env.globals["action_names"] = ACTION_NAMES
     templates.env.globals["zone_label"] = zone_label(settings.timezone)
     places = Places(settings.communities)
@@ -250,7 +259,8 @@ def _add_handlers(app: FastAPI) -> None:
             response = _error_page(request, *refusal)
         else:
             try:
-                response = await call_next(request)
+                with desk_of(request).snapshot.pinned():  # one look at the dataset infos per request
+                    response = await call_next(request)
             except Exception as exc:
                 response = _failed(request, exc)
         response.headers.update(SECURITY_HEADERS)

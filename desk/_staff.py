@@ -307,22 +307,32 @@ class StaffDirectory:
         its user is gone or disabled (such a session is deleted on the way)."""
         now = self._clock()
         digest = _digest(token)
-        with Session(self.engine) as session:
-            row = session.get(DeskSession, digest)
-            user = session.get(StaffUser, row.user) if row is not None else None
+        this = SESSIONS.c.token_hash == digest
+        # One statement, not two ORM loads: every page of the desk asks this first.
+        found = sa.select(
+            SESSIONS.c.csrf,
+            SESSIONS.c.created_at,
+            SESSIONS.c.last_seen,
+            USERS.c.name,
+            USERS.c.role,
+            USERS.c.scope,
+            USERS.c.disabled,
+        ).select_from(SESSIONS.outerjoin(USERS, USERS.c.name == SESSIONS.c.user))
+        with self.engine.connect() as conn:
+            row = conn.execute(found.where(this)).first()
         if row is None:
             return None
         seen = _seconds(row.last_seen)
         expired = now - seen > self._idle_s or now - _seconds(row.created_at) > self._session_s
-        this = SESSIONS.c.token_hash == digest
-        if user is None or user.disabled or expired:
+        if row.name is None or row.disabled or expired:
             with self.engine.begin() as conn:
                 conn.execute(sa.delete(SESSIONS).where(this))
             return None
         if now - seen >= TOUCH_EVERY_S:
             with self.engine.begin() as conn:
                 conn.execute(sa.update(SESSIONS).where(this).values(last_seen=_utc(now)))
-        return DeskLogin(token=token, csrf=row.csrf, user=_staffer(user))
+        user = Staffer(name=row.name, role=row.role, scope=row.scope)
+        return DeskLogin(token=token, csrf=row.csrf, user=user)
 
     def logout(self, token: str) -> None:
         """End the session of ``token``; an unknown or ended one is left alone."""

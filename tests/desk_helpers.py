@@ -178,8 +178,13 @@ def harvest_serve(data_dir: Path, **env: str) -> Iterator[Served]:
                 time.sleep(0.2)
         yield served
     finally:
-        process.kill()
-        process.wait(timeout=20)
+        # SIGTERM first: with --workers, a SIGKILLed supervisor leaves its worker processes behind.
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=20)
 
 
 class AtUrl(Protocol):
