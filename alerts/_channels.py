@@ -15,12 +15,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, quote_plus, urlsplit
 
 from pydantic import SecretStr
 
-from alerts._alert import Alert
 from vault import register_secret
 
 if TYPE_CHECKING:  # imported by the notifier when an alert goes out, not by every command
@@ -127,12 +126,18 @@ def _http_answer(response: httpx.Response) -> None:
         raise Rejected(f"HTTP {status}")
 
 
+class Message(Protocol):
+    """What a channel carries: an alert, or anything else that says itself as a dict (a digest)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 class Channel:
     """One destination for alerts: subclasses build the request and judge the answer."""
 
     name: str
 
-    def request(self, alert: Alert, title: str, text: str) -> Request:
+    def request(self, alert: Message, title: str, text: str) -> Request:
         raise NotImplementedError
 
     def check(self, response: httpx.Response) -> None:
@@ -174,7 +179,7 @@ class DingTalk(Channel):
     def where(self) -> str:
         return where(self._url)
 
-    def request(self, alert: Alert, title: str, text: str) -> Request:
+    def request(self, alert: Message, title: str, text: str) -> Request:
         body = {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
         if not self._secret:
             return Request(self._url, body, self._secrets)
@@ -203,7 +208,7 @@ class WeCom(Channel):
     def where(self) -> str:
         return where(self._url)
 
-    def request(self, alert: Alert, title: str, text: str) -> Request:
+    def request(self, alert: Message, title: str, text: str) -> Request:
         # WeCom's Markdown has no separate title: the body's first line (### title) is it.
         return Request(self._url, {"msgtype": "markdown", "markdown": {"content": text}}, self._secrets)
 
@@ -226,5 +231,5 @@ class JsonWebhook(Channel):
     def where(self) -> str:
         return where(self._url)
 
-    def request(self, alert: Alert, title: str, text: str) -> Request:
+    def request(self, alert: Message, title: str, text: str) -> Request:
         return Request(self._url, alert.to_dict() | {"title": title, "text": text}, self._secrets)

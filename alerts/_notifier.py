@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from alerts._alert import Alert, render
-from alerts._channels import Channel, DingTalk, JsonWebhook, Rejected, Retryable, WeCom
+from alerts._channels import Channel, DingTalk, JsonWebhook, Message, Rejected, Retryable, WeCom
 
 if TYPE_CHECKING:
     import httpx
@@ -90,15 +90,17 @@ class Notifier:
         results: dict[str, bool] = {}
         with httpx.Client(timeout=self.timeout) as client:
             for channel in self.channels:
-                results[channel.name] = self._deliver(client, channel, alert, title, text, about)
+                results[channel.name] = self.deliver(client, channel, alert, title, text, about)
         sent = [name for name, ok in results.items() if ok]
         if sent:
             logger.info("告警 {} 已发到 {}：{}", about, "、".join(sent), title)
         return results
 
-    def _deliver(
-        self, client: httpx.Client, channel: Channel, alert: Alert, title: str, text: str, about: str
+    def deliver(
+        self, client: httpx.Client, channel: Channel, alert: Message, title: str, text: str, about: str
     ) -> bool:
+        """One message through one channel: retried with backoff while it may succeed, refused at once
+        when the channel says no, logged with the channel's secrets masked; True once delivered."""
         import httpx
 
         secrets: tuple[str, ...] = ()

@@ -151,7 +151,7 @@ def _export(
 ) -> None:
     """Write the export and say on its summary line how fresh its data is (a .csv cannot say it inside)."""
     from settings import load_settings
-    from store._export import freshness_text
+    from store import freshness_text
 
     zone = load_settings().timezone
     try:

@@ -221,7 +221,7 @@ def _deliver(notifier: Notifier, channel: Channel, digest: Digest, title: str, t
     import httpx
 
     with httpx.Client(timeout=notifier.timeout) as client:
-        return notifier._deliver(client, channel, digest, title, text, f"每日变动推送（{user}）")  # type: ignore[arg-type]
+        return notifier.deliver(client, channel, digest, title, text, f"每日变动推送（{user}）")
 
 
 def compose(

@@ -24,8 +24,7 @@ from desk._app import NOT_FOUND, Desk, Refused, check_csrf, current_login, desk_
 from desk._grants import GRANT, Shown, page_key, with_grant
 from desk._staff import DeskLogin
 from machine import human_time, local_time, utc_now
-from store import Access, RevealRefused, is_number_search
-from store._export import export_name, selection_words
+from store import Access, RevealRefused, export_name, is_number_search, selection_words
 from store._masking import mask_value
 
 router = APIRouter()
@@ -314,7 +313,7 @@ def dataset(request: Request, name: str, login: Login, access: Viewing) -> Respo
     context = {
         "view": view,
         "filters": filters,
-        "choices": _choices(desk, view, filters.scope, login),
+        "choices": filter_choices(desk, view, filters.scope, login),
         "others": {name: catalog[name].title for name in views.comparable(view, catalog)},
         "catalog": catalog,
         "headers": headers,
@@ -326,7 +325,7 @@ def dataset(request: Request, name: str, login: Login, access: Viewing) -> Respo
     return desk.render(request, "dataset.html", context, login=login)
 
 
-def _choices(
+def filter_choices(
     desk: Desk, view: views.DatasetView, scope: str | None, login: DeskLogin
 ) -> dict[str, list[str]]:
     """Values offered by each filter of the dataset, from the user's own records."""
@@ -368,7 +367,7 @@ def export(
         headers={
             "Content-Disposition": f"attachment; filename=export.xlsx; filename*=UTF-8''{quote(path.name)}"
         },
-        background=BackgroundTask(_remove, folder),
+        background=BackgroundTask(remove_folder, folder),
     )
 
 
@@ -384,7 +383,7 @@ def _exporting(request: Request, login: DeskLogin, csrf: str, reason: str, grant
     return _reveal(login, csrf, reason) if reason.strip() else Access(actor=login.user.name)
 
 
-def _remove(folder: Path) -> None:
+def remove_folder(folder: Path) -> None:
     for file in folder.iterdir():
         file.unlink()
     folder.rmdir()

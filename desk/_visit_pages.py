@@ -23,11 +23,10 @@ from starlette.background import BackgroundTask
 from desk import _views as views
 from desk import _visits as visits
 from desk._app import NOT_FOUND, Desk, Refused, check_csrf, desk_of
-from desk._pages import FILTER_NAMES, Csrf, Filters, Login, _choices, _remove
+from desk._pages import FILTER_NAMES, Csrf, Filters, Login, filter_choices, remove_folder
 from desk._staff import DeskLogin
 from machine import local_time, utc_now
-from store import Access
-from store._export import _as_text, export_name
+from store import Access, cells_as_text, export_name
 
 router = APIRouter()
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -91,7 +90,7 @@ def index(request: Request, login: Login) -> Response:
     }
     if persons is not None:
         scope = None if login.user.is_admin else login.user.scope
-        context["choices"] = _choices(desk, persons, scope, login)
+        context["choices"] = filter_choices(desk, persons, scope, login)
         context["others"] = {n: catalog[n].title for n in views.comparable(persons, catalog)}
     return desk.render(request, "visits.html", context, login=login)
 
@@ -275,7 +274,7 @@ def _download(
         headers={
             "Content-Disposition": f"attachment; filename=visits.xlsx; filename*=UTF-8''{quote(path.name)}"
         },
-        background=BackgroundTask(_remove, folder),
+        background=BackgroundTask(remove_folder, folder),
     )
 
 
@@ -291,7 +290,7 @@ def _put_first(path: Path, name: str, rows: list[dict[str, Any]]) -> None:
         cells.append(list(row.values()))
     for cell in cells[1]:
         cell.font = Font(bold=True)
-    _as_text(cells)  # a grid's name is harvested text: it must not run as a formula
+    cells_as_text(cells)  # a grid's name is harvested text: it must not run as a formula
     book.active = 0
     book.save(path)  # into the same file, which keeps its owner-only mode
 

@@ -16,6 +16,7 @@ from store._errors import (
     UnknownRun,
     is_disk_full,
 )
+from store._export import cells_as_text, export_name, freshness_text, selection_words
 from store._idnumber import (
     id_number_birth_date,
     id_number_check_digit,
@@ -68,10 +69,13 @@ __all__ = [
     "StoreUnavailable",
     "UnknownDataset",
     "UnknownRun",
+    "cells_as_text",
     "changes_since",
     "community_counts",
     "create_tables",
+    "export_name",
     "fields_of",
+    "freshness_text",
     "id_number_birth_date",
     "id_number_check_digit",
     "id_number_gender",
@@ -83,5 +87,6 @@ __all__ = [
     "normalize_id_number",
     "record_spec",
     "scrub_text",
+    "selection_words",
     "split_tags",
 ]

@@ -137,7 +137,7 @@ def _write_xlsx(frame: pd.DataFrame, out: BinaryIO, sheet: str, notes: list[str]
         cells = writer.sheets[name]
         for row, line in enumerate(notes, 1):
             cells.cell(row=row, column=1, value=line)
-        _as_text(cells)
+        cells_as_text(cells)
         bold = Font(bold=True)
         for cell in cells[header]:
             cell.font = bold
@@ -166,7 +166,7 @@ def _quoted(value: object) -> object:
     return f"'{value}" if formula_like(value) else value
 
 
-def _as_text(cells: Worksheet) -> None:
+def cells_as_text(cells: Worksheet) -> None:
     """openpyxl took text starting with ``=`` for a formula; every cell starting so becomes a string,
     with Excel's own mark for typed text (quotePrefix), so editing it does not turn it into one."""
     for row in cells.iter_rows():
