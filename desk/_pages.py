@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -359,7 +360,14 @@ def export(
     folder = Path(tempfile.mkdtemp(prefix="desk-export-"))
     path = folder / export_name(view.title, local_time(utc_now(), zone).date())
     desk.snapshot.export(
-        frame, path, dataset=name, access=access, selection=selection, titles=desk.titles, zone=zone
+        frame,
+        path,
+        dataset=name,
+        access=access,
+        selection=selection,
+        titles=desk.titles,
+        zone=zone,
+        communities=desk.places.names,
     )
     return FileResponse(
         path,
@@ -415,7 +423,7 @@ def audit(
             "title": catalog[entry.dataset].title if entry.dataset in catalog else (entry.dataset or ""),
             "reason": entry.reason or "",
             "rows": entry.rows,
-            "detail": _detail(entry.detail, catalog.get(entry.dataset or ""), desk.titles),
+            "detail": _detail(entry.detail, catalog.get(entry.dataset or ""), desk.titles, desk.places.names),
         }
         for entry in entries
     ]
@@ -431,16 +439,25 @@ def audit(
     return desk.render(request, "audit.html", context, login=login)
 
 
-def _detail(detail: str | None, view: views.DatasetView | None, titles: dict[str, str]) -> str:
+def _detail(
+    detail: str | None, view: views.DatasetView | None, titles: dict[str, str], communities: Mapping[str, str]
+) -> str:
     """An audit entry's query in words, its personal values masked: the audit page shows whose
     data was revealed without revealing it again."""
     if not detail:
         return ""
     data = json.loads(detail)
-    parts = [selection_words(data, view.labels if view else {}, view.roles if view else {}, titles)]
+    labels, roles = (view.labels, view.roles) if view else ({}, {})
+    parts = [selection_words(data, labels, roles, titles, communities)]
     if data.get("history_of"):
         parts.append(f"变更记录 {mask_value('id_number', data['history_of'])}")
-    for key, label in (("file", "文件"), ("client", "来源"), ("days", "保留天数")):
+    for key, label in (
+        ("file", "文件"),
+        ("client", "来源"),
+        ("days", "保留天数"),
+        ("list", "排摸清单"),
+        ("household", "户号"),
+    ):
         if data.get(key):
             parts.append(f"{label} {data[key]}")
     return "；".join(filter(None, parts))

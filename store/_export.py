@@ -70,9 +70,11 @@ def selection_words(
     labels: Mapping[str, str],
     roles: Mapping[str, str],
     titles: Mapping[str, str] | None = None,
+    communities: Mapping[str, str] | None = None,
 ) -> str:
     """A query's filters as staff read them, personal values masked (the audit is read by people too):
-    ``网格=第1网格；标签含 独居老人；未登记于 养老服务；检索「王*」；社区 donghu``."""
+    ``网格=第1网格；标签含 独居老人；未登记于 养老服务；年龄 60-79；检索「王*」；社区 东湖社区``
+    (``titles`` name datasets, ``communities`` community codes)."""
     parts = []
     for key, joint in (("where", "="), ("contains", "含 ")):
         for field, value in (selection.get(key) or {}).items():
@@ -82,10 +84,20 @@ def selection_words(
     if selection.get("absent_from"):
         other = selection["absent_from"]
         parts.append(f"未登记于 {(titles or {}).get(other, other)}")
+    lowest, highest = selection.get("ages") or (None, None)
+    if lowest is not None or highest is not None:
+        parts.append(
+            f"年龄 {lowest}-{highest}"
+            if lowest is not None and highest is not None
+            else f"年龄 {lowest} 及以上"
+            if lowest is not None
+            else f"年龄 {highest} 及以下"
+        )
     if selection.get("search"):
         parts.append(f"检索「{_mask_numbers(selection['search'])}」")
     if selection.get("scope"):
-        parts.append(f"社区 {selection['scope']}")
+        scope = selection["scope"]
+        parts.append(f"社区 {(communities or {}).get(scope) or scope}")
     return "；".join(parts)
 
 

@@ -586,6 +586,7 @@ class Snapshot:
         selection: Mapping[str, Any] | None = None,
         titles: Mapping[str, str] | None = None,
         zone: str | None = None,
+        communities: Mapping[str, str] | None = None,
     ) -> Path:
         """Write ``frame`` (from ``query``) to .csv or .xlsx (store._export); audited, with ``selection``
         (the query's filters) saying which rows left. ``titles`` (dataset: its title for staff) name
@@ -595,7 +596,7 @@ class Snapshot:
             frame = frame.drop(columns="scope", errors="ignore")  # the record's own 社区 says it
         note = ExportNote(
             harvested_at=self.harvested_at(dataset),
-            filters=selection_words(selection or {}, fields.labels, fields.roles, titles),
+            filters=selection_words(selection or {}, fields.labels, fields.roles, titles, communities),
             by=access.actor,
             at=utc_now(),
             zone=zone,

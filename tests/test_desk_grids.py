@@ -15,7 +15,7 @@ from cli import app as harvest
 from desk import create_app
 from sandbox import World
 from settings import load_settings
-from store import AGE_COLUMN, GRID_COLUMN, Snapshot
+from store import AGE_COLUMN, GRID_COLUMN, Snapshot, selection_words
 from tests.desk_helpers import PASSWORD, seeded_desk
 from tests.test_desk_http import client
 
@@ -136,3 +136,10 @@ def test_a_name_search_lists_the_exact_name_first(app: FastAPI, world: World) ->
     assert any(exact) and exact == sorted(exact, reverse=True), truth
     started = [n.startswith(short) for n in truth]
     assert started == sorted(started, reverse=True), truth
+
+
+def test_a_filter_in_words_names_the_age_band_and_the_community() -> None:
+    selection = {"where": {GRID_COLUMN: "第2网格"}, "ages": [60, None], "scope": "donghu"}
+    words = selection_words(selection, {GRID_COLUMN: "网格"}, {GRID_COLUMN: "grid"}, {}, NAMES)
+    assert words == "网格=第2网格；年龄 60 及以上；社区 东湖社区"
+    assert "年龄 60-79" in selection_words({"ages": [60, 79]}, {}, {})
