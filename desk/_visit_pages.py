@@ -10,26 +10,23 @@ post nothing again).
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import pandas as pd
 from fastapi import APIRouter, FastAPI, Form, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from starlette.background import BackgroundTask
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from desk import _views as views
 from desk import _visits as visits
 from desk._app import NOT_FOUND, Desk, Refused, check_csrf, desk_of
-from desk._pages import FILTER_NAMES, Csrf, Filters, Login, filter_choices, remove_folder
+from desk._pages import FILTER_NAMES, Csrf, Filters, Login, filter_choices, xlsx_download
 from desk._staff import DeskLogin
-from machine import local_time, utc_now
-from store import Access, cells_as_text, export_name
+from machine import utc_now
+from store import Access, cells_as_text
 
 router = APIRouter()
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 NO_PERSONS = "还没有采集到带身份证号和户号的人员数据，无法生成排摸清单：请先采集人口信息。"
 Title = Annotated[str, Form(max_length=100)]
 Household = Annotated[str, Form(max_length=64)]
@@ -251,30 +248,16 @@ def _download(
     sheet: str,
     summary: list[dict[str, Any]] | None = None,
 ) -> Response:
-    """``frame`` as an .xlsx through the snapshot's export (notes on top, formula-safe, audited), with a
-    ``summary`` sheet put first."""
-    desk = desk_of(request)
-    zone = desk.settings.timezone
-    folder = Path(tempfile.mkdtemp(prefix="desk-visits-"))
-    path = folder / export_name(title, local_time(utc_now(), zone).date())
-    desk.snapshot.export(
+    """``frame`` as an .xlsx (the desk's export), with a ``summary`` sheet put first."""
+    return xlsx_download(
+        desk_of(request),
         frame,
-        path,
+        title,
         dataset=made.persons,
         access=Access(actor=login.user.name),
         selection=made.chosen() | {"list": made.id},
-        titles={**desk.titles, made.persons: sheet},
-        zone=zone,
-    )
-    if summary:
-        _put_first(path, "汇总", summary)
-    return FileResponse(
-        path,
-        media_type=XLSX,
-        headers={
-            "Content-Disposition": f"attachment; filename=visits.xlsx; filename*=UTF-8''{quote(path.name)}"
-        },
-        background=BackgroundTask(remove_folder, folder),
+        titles={**desk_of(request).titles, made.persons: sheet},
+        then=(lambda path: _put_first(path, "汇总", summary)) if summary else None,
     )
 
 

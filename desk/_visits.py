@@ -320,7 +320,8 @@ def _addresses(
 
 def counts(made: VisitList, households: list[str], marks: Mapping[str, VisitMark]) -> list[dict[str, Any]]:
     """The report's counts per grid: households, checked, each outcome, unchecked."""
-    outcomes = [m.outcome for n, m in marks.items() if n in set(households)]
+    listed = set(households)
+    outcomes = [m.outcome for n, m in marks.items() if n in listed]
     row: dict[str, Any] = {"网格": made.grid, "户数": len(households), "已排摸": len(outcomes)}
     row |= {label: outcomes.count(key) for key, label in OUTCOMES.items()}
     return [row | {UNCHECKED: len(households) - len(outcomes)}]
