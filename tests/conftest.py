@@ -13,6 +13,7 @@ from connectors import launch_options
 from sandbox import Sandbox, World, generate_world
 from settings import Settings, load_settings
 from store import Store, make_engine
+from tests.services import PostgresServer, RedisServer, postgres_server, redis_server
 from vault import Vault
 
 # Small but realistic: three communities, so every scope test has neighbours to refuse.
@@ -77,3 +78,43 @@ def vault(settings: Settings, sandbox: Sandbox) -> Vault:
 @pytest.fixture
 def store(settings: Settings) -> Store:
     return Store(make_engine(settings.resolved_database_url))
+
+
+# ---- databases and Redis --------------------------------------------------------------------
+# Tests of the store, search, leases and the scheduler take ``database_url`` and run on both
+# databases; PostgreSQL and Redis are private servers started once per session (tests/services.py).
+
+DATABASES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new empty database: an SQLite file in tmp_path, or a fresh database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'harvest.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    url = server.create_database()
+    try:
+        yield url
+    finally:
+        server.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def _redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(_redis: RedisServer) -> str:
+    """The session's private Redis, emptied for each test."""
+    _redis.flush()
+    return _redis.url
