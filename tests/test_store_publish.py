@@ -24,8 +24,8 @@ from tests.store_helpers import Resident, begin, harvest, people
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(make_engine(f"sqlite:///{tmp_path / 'harvest.db'}"))
+def store(database_url: str) -> Store:
+    return Store(make_engine(database_url))
 
 
 def snapshot(store: Store, dataset: str = "residents") -> pd.DataFrame:
