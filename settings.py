@@ -12,7 +12,7 @@ import json
 import re
 import typing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -149,6 +149,20 @@ class Settings(BaseSettings):
         default=6 * 3600, ge=1, description="How late a missed run may still start (a machine that was off)."
     )
     scheduler_workers: int = Field(default=4, ge=1, description="Runs the scheduler may have going at once.")
+    executor: Literal["local", "dramatiq"] = Field(
+        default="local",
+        description="Where the scheduler's runs go: its own threads (local), or the worker pool over Redis.",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="Redis of the worker pool (redis://:password@host:6379/0); its password is never shown.",
+    )
+    worker_threads: int = Field(default=2, ge=1, description="Runs one `harvest worker` has going at once.")
+    worker_heartbeat_s: float = Field(
+        default=60,
+        gt=0,
+        description="Seconds a worker may go silent before its run counts as orphaned and goes to another.",
+    )
     retry_limit: int = Field(
         default=3, ge=0, description="Retries of a run that found its system unavailable."
     )
@@ -245,6 +259,18 @@ class Settings(BaseSettings):
     def _webhook(cls, url: str | None) -> str | None:
         if url is not None:
             _check_web_url(url, "")
+        return url
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_address(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None:
+            parts = urlsplit(url.get_secret_value())
+            if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+                raise ValueError(
+                    f"{_redacted(url.get_secret_value())!r} 不是 Redis 网址；"
+                    "写成 redis://:密码@主机:6379/0（TLS 用 rediss://）"
+                )
         return url
 
     @field_validator("desk_digest_at")

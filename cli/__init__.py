@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 import typer
 from typer.core import TyperGroup
 
-from cli import _desk, _robots, _run, _sandbox, _schedule, _snapshot
+from cli import _desk, _robots, _run, _sandbox, _schedule, _snapshot, _worker
 from cli._common import _fail
 from desk._cli import app as desk_cli
 from vault._cli import app as vault_cli
@@ -74,7 +74,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 # Registered in the order `harvest --help` lists them.
-for module in (_sandbox, _snapshot, _robots, _run, _schedule, _desk):
+for module in (_sandbox, _snapshot, _robots, _run, _schedule, _worker, _desk):
     app.add_typer(module.commands)
 app.add_typer(vault_cli, name="vault")
 app.add_typer(desk_cli, name="desk")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -56,17 +56,33 @@ CustomLogin = Callable[["LoginAttempt"], Awaitable[LoginOutcome]]
 
 @dataclass(frozen=True)
 class Politeness:
-    """How hard one process may press one system, across all its accounts, retries included.
+    """How hard we may press one system, across all its accounts and every process sharing the
+    database, retries included.
 
     ``concurrency`` and ``rate`` are ceilings: the gate starts at one request in flight and a low
-    rate and finds the system's own pace below them (``connectors/_polite.py``).
+    rate and finds the system's own pace below them (``connectors/_polite.py``). A run holds one of
+    the system's ``slots`` (a lease in the database) and its gate gets that slot's ``share``.
     """
 
     concurrency: int = 8  # at most this many requests in flight at once
-    sessions: int = 2  # accounts harvesting at once (the scheduler holds to it)
+    sessions: int = 2  # accounts harvesting at once
     rate: float = 50.0  # at most this many requests started per second
     hours: tuple[int, int] | None = None  # local hours [start, end) when runs may start; None: any time
     retries: int = 5  # per request, for 5xx, timeouts, dropped connections and 429
+
+    @property
+    def slots(self) -> int:
+        """Accounts that may harvest at once: ``sessions``, but no more than ``concurrency``, so that
+        each has a request in flight of its own while all of them stay within the declaration."""
+        return max(1, min(self.sessions, self.concurrency))
+
+    def share(self, slot: int) -> Politeness:
+        """What the run holding ``slot`` may use: an equal part of the rate and of the concurrency,
+        the concurrency's remainder to the first slots (the ones a lone run takes), so the slots
+        held at once, in any process, add up to the declaration and never more."""
+        slots = self.slots
+        concurrency = self.concurrency // slots + (slot < self.concurrency % slots)
+        return replace(self, concurrency=concurrency, rate=self.rate / slots, sessions=1)
 
     def allows(self, now: dt.datetime) -> bool:
         if self.hours is None:

@@ -73,6 +73,7 @@ class Harvester:
         hooks: Sequence[RunHooks] = (),
         interactive: bool = False,
         holder: str = "harvest run",
+        queued: bool = False,
         chromium: Chromium | None = None,
     ) -> None:
         self.settings = settings
@@ -81,10 +82,12 @@ class Harvester:
         self.hooks = Hooks([RunLog(), *hooks])  # what every run tells as it goes
         self.interactive = interactive
         self.holder = holder  # what holds an account while a run of ours runs, as others are told
+        self.queued = queued  # runs from a queue (scheduler, worker) wait for a system's slot until one frees
         # Chromium and its driver: made here, or by the caller (who may have started them early, for
         # the login that usually comes); closed and stopped here either way.
         self._chromium = chromium
-        self._polite: dict[str, Polite] = {}
+        self._polite: dict[tuple[str, int], Polite] = {}  # one gate per system slot, with the slot's share
+        self._gates: dict[tuple[str, str], Polite] = {}  # the gate of the slot each account's run holds
         self._sessions: dict[tuple[str, str], Session] = {}
         self._account_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
@@ -123,14 +126,15 @@ class Harvester:
         """The system as this unit runs it (``HARVEST_SYSTEM_URLS``, ``HARVEST_POLITENESS``)."""
         return configured(declared, self.settings)
 
-    async def run(self, robot: RobotSpec, account: str) -> RunReport:
-        """One run of ``robot`` with ``account``, holding the account's lease; the hooks hear how it ended."""
+    async def run(self, robot: RobotSpec, account: str, *, run_id: str | None = None) -> RunReport:
+        """One run of ``robot`` with ``account``, holding the account's lease; the hooks hear how it ended.
+        ``run_id``: the id the scheduler minted for it (a new one if None)."""
         system = self.system(robot.system)
         async with self._holding(robot, system, account, command="run") as busy:
             if busy is not None:
                 report = busy.onto(RunReport(robot.name, system.name, account, robot.dataset, busy.status))
             else:
-                report = await self._run(robot, system, account)
+                report = await self._run(robot, system, account, run_id)
         self.hooks.finished(f"{robot.name}/{account}", report)
         return report
 
@@ -158,7 +162,8 @@ class Harvester:
     async def _holding(
         self, robot: RobotSpec, system: System, account: str, *, command: str
     ) -> AsyncIterator[Ending | None]:
-        """Hold the account's lease for the block (None), or say why another holds it (``busy``).
+        """Hold the account's lease and one of the system's session slots for the block (None), or
+        say who holds them (``busy``).
 
         Runs of one account in this process queue for each other; a run elsewhere holding the
         account is waited for ``HARVEST_ACCOUNT_WAIT_S``, then this one refuses (``account_busy``).
@@ -167,13 +172,46 @@ class Harvester:
             lease = Lease(
                 self.store.engine, f"account:{system.name}/{account}", what=self.holder, ttl=ACCOUNT_LEASE_S
             )
-            if not await _wait_for(lease, self.settings.account_wait_s):
+            if await _wait_for([lease], self.settings.account_wait_s) is None:
                 yield self._busy(robot, system, account, lease, command)
                 return
             try:
-                yield None
+                async with self._slot(robot, system, account, command=command) as busy:
+                    yield busy
             finally:
                 lease.release()
+
+    @contextlib.asynccontextmanager
+    async def _slot(
+        self, robot: RobotSpec, system: System, account: str, *, command: str
+    ) -> AsyncIterator[Ending | None]:
+        """Hold one of the system's session slots (``system:<name>:<i>``, leases like the account's)
+        for the block, its gate the account's session's (``_session``); or say who holds them all.
+
+        A queued run (the scheduler's, a worker's) waits until a slot frees, as it would in any
+        queue; a run by hand waits ``HARVEST_ACCOUNT_WAIT_S``, then refuses (``account_busy``).
+        """
+        slots = [
+            Lease(self.store.engine, f"system:{system.name}:{i}", what=self.holder, ttl=ACCOUNT_LEASE_S)
+            for i in range(system.politeness.slots)
+        ]
+        slot = await _wait_for(slots, 0)
+        if slot is None:
+            logger.info("{} 的 {} 个采集名额都在使用：{} 的运行等待空出", system.name, len(slots), account)
+            slot = await _wait_for(slots, None if self.queued else self.settings.account_wait_s)
+        if slot is None:
+            yield self._full(robot, system, account, slots, command)
+            return
+        index = slots.index(slot)
+        gate = self._polite.setdefault(
+            (system.name, index), Polite(system.politeness.share(index), name=system.name)
+        )
+        self._gates[(system.name, account)] = gate
+        try:
+            yield None
+        finally:
+            del self._gates[(system.name, account)]
+            slot.release()
 
     def _refusal(self, system: System, info: AccountInfo) -> Ending | None:
         """Why this account may not log in now (parked, or outside the system's hours); None if it may."""
@@ -184,7 +222,7 @@ class Harvester:
             return Ending("skipped", None, f"{system.name} 只允许在每天 {hours}之间采集，本次跳过")
         return None
 
-    async def _run(self, robot: RobotSpec, system: System, account: str) -> RunReport:
+    async def _run(self, robot: RobotSpec, system: System, account: str, run_id: str | None) -> RunReport:
         """A run's stages: the account's secrets and session, the walk, validating and staging what
         it yields, publishing; any failure instead ends it as its kind says, the snapshot untouched."""
         info = self.vault.get(system.name, account)
@@ -199,6 +237,7 @@ class Harvester:
             system=system.name,
             account=account,
             scope=info.scope,
+            run_id=run_id,
         )
         base = dataclasses.replace(base, run_id=run_id)
         key = f"{robot.name}/{account}"
@@ -326,6 +365,7 @@ class Harvester:
         key = (system.name, info.account)
         session = self._sessions.get(key)
         if session is not None:
+            session.polite = self._gates[key]  # the gate of the slot this run holds, maybe not the last one's
             return session
 
         def credentials() -> Credentials:
@@ -341,7 +381,7 @@ class Harvester:
             system,
             credentials,
             account=info.account,
-            polite=self._polite.setdefault(system.name, Polite(system.politeness, name=system.name)),
+            polite=self._gates[key],
             solver=SolverChain(*solvers),
             state=self.vault.load_session(system.name, info.account),
             recycle_pages=self.settings.context_recycle_pages,
@@ -426,6 +466,17 @@ class Harvester:
         )
         return Ending("busy", AccountBusy.kind, message)
 
+    def _full(
+        self, robot: RobotSpec, system: System, account: str, slots: list[Lease], command: str
+    ) -> Ending:
+        holders = "、".join(str(slot.holder() or "另一次运行") for slot in slots)
+        message = (
+            f"{system.name} 同时采集的 {len(slots)} 个账号名额都在使用（{holders}），"
+            f"等待 {self.settings.account_wait_s:g} 秒仍未空出，本次未运行："
+            f"待其中一次结束后再运行 `harvest {command} {robot.name} --account {account}`"
+        )
+        return Ending("busy", AccountBusy.kind, message)
+
     def _parked(self, info: AccountInfo) -> Ending:
         since = f"自 {human_time(info.parked_at, self.settings.timezone)} 起" if info.parked_at else ""
         message = (
@@ -435,25 +486,31 @@ class Harvester:
         return Ending("parked", info.parked_kind or "bad_credentials", message)
 
 
-async def _wait_for(lease: Lease, seconds: float) -> bool:
-    """Take ``lease`` within ``seconds``; a wait that is cancelled never leaves it taken."""
-    deadline = time.monotonic() + seconds
+async def _wait_for(leases: Sequence[Lease], seconds: float | None) -> Lease | None:
+    """The first of ``leases`` free within ``seconds`` (None: however long it takes), taken; None if
+    none was. A wait that is cancelled never leaves one taken."""
+    deadline = None if seconds is None else time.monotonic() + seconds
     while True:
-        attempt = asyncio.ensure_future(asyncio.to_thread(lease.try_acquire))
+        attempt = asyncio.ensure_future(asyncio.to_thread(_take_any, leases))
         try:
-            if await asyncio.shield(attempt):
-                return True
+            taken = await asyncio.shield(attempt)
         except asyncio.CancelledError:  # the thread goes on: release what it may still take
-            attempt.add_done_callback(lambda done: _release_if_taken(done, lease))
+            attempt.add_done_callback(_release_if_taken)
             raise
-        if time.monotonic() >= deadline:
-            return False
+        if taken is not None:
+            return taken
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
         await asyncio.sleep(LEASE_POLL_S)
 
 
-def _release_if_taken(attempt: asyncio.Future[bool], lease: Lease) -> None:
-    if not attempt.cancelled() and attempt.exception() is None and attempt.result():
-        lease.release()
+def _take_any(leases: Sequence[Lease]) -> Lease | None:
+    return next((lease for lease in leases if lease.try_acquire()), None)
+
+
+def _release_if_taken(attempt: asyncio.Future[Lease | None]) -> None:
+    if not attempt.cancelled() and attempt.exception() is None and (taken := attempt.result()) is not None:
+        taken.release()
 
 
 def _as_failure(exc: Exception) -> HarvestFailure | None:

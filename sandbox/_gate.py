@@ -13,8 +13,9 @@ import hashlib
 import random
 import secrets
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -111,6 +112,8 @@ class Gate:
     _failures: dict[str, int] = field(default_factory=dict)
     _locked_until: dict[str, float] = field(default_factory=dict)
     _serial: int = 0
+    _serving: Counter[str] = field(default_factory=Counter)  # requests being served, per logged-in account
+    busiest: int = 0  # the most accounts with a request being served at once: accounts harvesting together
 
     def anonymous(self, token: str | None) -> Session:
         """The pre-login session behind ``token``, or a fresh one (it carries the CSRF token)."""
@@ -181,6 +184,22 @@ class Gate:
         session = self.sessions.get(token or "")
         return session.username if session else None
 
+    @contextmanager
+    def serving(self, token: str | None) -> Iterator[None]:
+        """Count a request of ``token``'s logged-in account as being served for the block (``busiest``)."""
+        username = self.peek_user(token)
+        if username is None:  # a login page, a captcha, a session already ended: no account at work
+            yield
+            return
+        self._serving[username] += 1
+        self.busiest = max(self.busiest, len(self._serving))
+        try:
+            yield
+        finally:
+            self._serving[username] -= 1
+            if not self._serving[username]:
+                del self._serving[username]
+
     def end_sessions(self, username: str, reason: EndReason = "expired") -> int:
         """End every session of ``username`` now, as an idle timeout or an administrator would."""
         ended = [s for s in self.sessions.values() if s.username == username]
@@ -200,6 +219,7 @@ class Gate:
         self._locked_until.clear()
         self.attempts.clear()
         self.events.clear()
+        self.busiest = len(self._serving)  # requests still being served count on
 
     def _new_session(self) -> Session:
         if len(self.sessions) >= SWEEP_AT:

@@ -322,6 +322,7 @@ def _add_control_routes(app: FastAPI, system: SandboxSystem) -> None:
             "attempts": [a.__dict__ for a in system.gate.attempts],
             "sessions": [e.__dict__ for e in system.gate.events],
             "max_in_flight": system.traffic.max_in_flight,
+            "busiest": system.gate.busiest,
             "faults": system.traffic.faults,
             "requests": len(system.traffic.requests),
         }

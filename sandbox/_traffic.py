@@ -3,7 +3,7 @@
 An ASGI middleware that injects the configured faults (500s, dropped connections,
 slow answers, 429 with Retry-After above a request rate, a system that serves only so many
 requests at once and queues the rest) and keeps the traffic log tests read: who asked for
-what, when, and how many requests were in flight at once.
+what, when, and how many requests (and accounts, ``Gate.busiest``) were in flight at once.
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ class Traffic:
         self.log.in_flight += 1
         self.log.max_in_flight = max(self.log.max_in_flight, self.log.in_flight)
         try:
-            await self._handle(conn, scope, receive, tracked_send)
+            with self.gate.serving(conn.cookies.get(self.cookie_name)):
+                await self._handle(conn, scope, receive, tracked_send)
         finally:
             self.log.in_flight -= 1
             username = self.gate.peek_user(conn.cookies.get(self.cookie_name))

@@ -102,12 +102,18 @@ class HarvestScheduler:
         self.notifier = notifier or Notifier.from_settings(settings)
         self.jobs = {job.id: job for job in plan(settings, self.vault, robots)}
         self.policy = FailurePolicy(settings, self.store, self.vault, self.notifier, retry=self.retry)
-        self.executor = executor or LocalExecutor(
-            JobRuns(settings, self.store, self.vault, self.policy, self.jobs, holder=SCHEDULER),
-            settings.scheduler_workers,
-        )
+        self.executor = executor or self._executor()
         self._lease: Lease | None = None
         self._scheduler: BackgroundScheduler | None = None
+
+    def _executor(self) -> Executor:
+        """The pool (``HARVEST_EXECUTOR=dramatiq``: messages for `harvest worker`), else own threads."""
+        if self.settings.executor == "dramatiq":
+            from scheduler._dramatiq import DramatiqExecutor  # the distributed extra, only when chosen
+
+            return DramatiqExecutor(self.settings)
+        runs = JobRuns(self.settings, self.store, self.vault, self.policy, self.jobs, holder=SCHEDULER)
+        return LocalExecutor(runs, self.settings.scheduler_workers)
 
     # ---- lifecycle ------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from connectors import configured
 from scheduler._runs import JobRuns, RunRequest
 
 
@@ -27,7 +26,6 @@ class LocalExecutor:
     def __init__(self, runs: JobRuns, workers: int) -> None:
         self.runs = runs
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="harvest-run")
-        self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._guard = threading.Lock()
         self._executing = 0  # requests between their start and their end
 
@@ -37,17 +35,8 @@ class LocalExecutor:
         self._pool.submit(self._execute, request)
 
     def _execute(self, request: RunRequest) -> None:
-        try:
-            planned = self.runs.planned(request)
-            if planned is None:
-                return
-            system = configured(planned.robot.system, self.runs.settings)
-            with self._guard:
-                slots = self._slots.setdefault(
-                    system.name, threading.BoundedSemaphore(system.politeness.sessions)
-                )
-            with slots:  # the account's lease is the run's own (Harvester.run), as for every run
-                self.runs.execute(request)
+        try:  # the account's lease and the system's slot are the run's own (Harvester.run), as for every run
+            self.runs.execute(request)
         finally:
             with self._guard:
                 self._executing -= 1

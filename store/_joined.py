@@ -113,8 +113,8 @@ def in_grid(source: GridSource, table: sa.Table, theirs: sa.Table, grid: str) ->
 
 def birth_year(column: sa.ColumnElement[Any], role: str) -> sa.ColumnElement[Any]:
     """The birth year of a ``birth_date`` column, or of an 18-digit ID number; NULL for other shapes."""
-    if role == "birth_date":
-        return sa.extract("year", column)
+    if role == "birth_date":  # cast: PostgreSQL's EXTRACT gives a numeric, which pandas reads as floats
+        return sa.cast(sa.extract("year", column), sa.Integer)
     whole = sa.func.length(column) == 18
     return sa.case((whole, sa.cast(sa.func.substr(column, 7, 4), sa.Integer)))
 

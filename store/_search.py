@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -43,7 +43,7 @@ _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
 
 def search_supported(engine_or_conn: sa.Engine | sa.Connection) -> bool:
-    """True on SQLite with FTS5 (and its trigram tokenizer); anything else keeps the LIKE scan."""
+    """True on SQLite with FTS5 (and its trigram tokenizer); PostgreSQL has its own (store._search_pg)."""
     if engine_or_conn.dialect.name != "sqlite":
         return False
 
@@ -90,6 +90,21 @@ def mask_number_search(text: str) -> str:
     return mask_phone(number) if len(number) == 11 and number[0] == "1" else mask_id_number(number)
 
 
+class TextIndex(Protocol):
+    """What the store asks of a search index: SQLite's (here) or PostgreSQL's (store._search_pg)."""
+
+    dataset: str
+    fields: tuple[str, ...]
+    name: str  # the table whose presence says the dataset has an index
+    tables: tuple[str, ...]  # the tables a rebuild drops
+
+    def ensure(self, conn: sa.Connection) -> None: ...
+
+    def refresh(self, conn: sa.Connection, snap: sa.Table, run_id: str) -> None: ...
+
+    def keys_matching(self, text: str) -> sa.Select | None: ...
+
+
 def _phrase(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
@@ -108,6 +123,8 @@ class SearchIndex:
         self.fts_name = f"search_{dataset}"
         self.doc_name = f"search_{dataset}_doc"
         self.vocab_name = f"search_{dataset}_vocab"
+        self.name = self.fts_name  # its presence says the dataset has an index
+        self.tables = (self.vocab_name, self.fts_name, self.doc_name)  # what a rebuild drops, in order
         self._cols = [f"c{i}" for i in range(len(self.fields))]
         self.fts = sa.table(self.fts_name, sa.column("rowid", sa.Integer))
         self.doc = sa.table(self.doc_name, sa.column("rid", sa.Integer), sa.column("key"))

@@ -13,6 +13,7 @@ import datetime as dt
 import functools
 import json
 import re
+import string
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,8 @@ from store._idnumber import normalize_id_number
 from store._joined import AGE_COLUMN, GRID_COLUMN, Fields, fields_of, grid_column, in_grid
 from store._joined import age as joined_age
 from store._masking import MASKED_ROLES, mask_frame, mask_value, scrub_value
-from store._search import SearchIndex, is_number_search, mask_number_search, search_supported
+from store._search import SearchIndex, TextIndex, is_number_search, mask_number_search, search_supported
+from store._search_pg import PgSearchIndex
 from store._tables import Audit, Change, DatasetInfo, Run, _now, key_text
 
 if TYPE_CHECKING:  # pandas costs a run's start-up most of a second: imported where a frame is made
@@ -338,7 +340,7 @@ class Snapshot:
                 query = query.where(self._column(fields, table, field) == value)
         for field, part in (selection.get("contains") or {}).items():
             self._check_field(info.name, fields, field)
-            query = query.where(table.c[field].contains(part, autoescape=True))
+            query = query.where(part_of(table.c[field], part, self.engine.dialect.name))
         lowest, highest = selection.get("ages") or (None, None)
         if (lowest, highest) != (None, None):
             if fields.age_from is None:
@@ -638,10 +640,15 @@ class Snapshot:
 
 def searched_index(
     engine: Engine, dataset: str, key: list[str] | tuple[str, ...], roles: Mapping[str, str]
-) -> SearchIndex | None:
-    """The search index of a dataset's searched fields, where the database supports one."""
+) -> TextIndex | None:
+    """The search index of a dataset's searched fields, where the database supports one: FTS5 on
+    SQLite, n-grams in a GIN index on PostgreSQL (store._search_pg, no extension needed)."""
     fields = searched_fields(roles)
-    return SearchIndex(dataset, key, fields) if fields and _fts_available(engine) else None
+    if not fields:
+        return None
+    if engine.dialect.name == "postgresql":
+        return PgSearchIndex(dataset, key, fields)
+    return SearchIndex(dataset, key, fields) if _fts_available(engine) else None
 
 
 def searched_fields(roles: Mapping[str, str]) -> list[str]:
@@ -685,6 +692,18 @@ def _shown_match(table: sa.Table, roles: Mapping[str, str], text: str) -> sa.Col
         else:
             conditions += [column == text, *(part.contains(text, autoescape=True) for part in parts(column))]
     return sa.or_(*conditions)
+
+
+def part_of(column: sa.ColumnElement[Any], part: str, dialect: str) -> sa.ColumnElement[bool]:
+    """``part`` within ``column`` as SQLite's LIKE finds it on every database: ``%`` and ``_`` literal,
+    ASCII letters in either case, no other letter folded (PostgreSQL's LIKE folds none, its ILIKE all)."""
+    if dialect == "sqlite":
+        return column.contains(part, autoescape=True)
+    folded = sa.func.translate(sa.cast(column, sa.Text), string.ascii_uppercase, string.ascii_lowercase)
+    return folded.contains(part.translate(_ASCII_LOWER), autoescape=True)
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def _shown_change(role: str | None, id_number: str, *, masked: bool) -> Callable[[Any], Any]:

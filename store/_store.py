@@ -20,13 +20,15 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
+from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from machine import pid_alive, private_file, tighten, utc_now, write_private
 from store._errors import PublishRefused, StoreFull, UnknownRun, is_disk_full
 from store._record import Record, RecordSpec, record_spec
-from store._search import SearchIndex
+from store._search import TextIndex
 from store._snapshot import Access, Snapshot, searched_fields, searched_index
 from store._tables import (
     LOOKUP_PREFIX,
@@ -54,7 +56,7 @@ class Dataset:
     spec: RecordSpec
     snapshot: sa.Table
     stage: sa.Table
-    search: SearchIndex | None  # None where the database has no FTS5 (PostgreSQL): queries use LIKE
+    search: TextIndex | None  # None for an SQLite without FTS5, or no searched field: queries use LIKE
 
 
 class Store:
@@ -81,21 +83,25 @@ class Store:
         search = searched_index(self.engine, name, spec.key, spec.roles)
         if search is not None:
             self._ensure_search(search, snapshot)
-        info = DatasetInfo(
-            name=name,
-            model=model.__name__,
-            key=json.dumps(spec.key),
-            roles=json.dumps(spec.roles),
-            columns=json.dumps(spec.names),
-            labels=json.dumps(spec.labels, ensure_ascii=False),
-        )
-        with Session(self.engine) as session:
-            session.merge(info)
-            session.commit()
+        info = {
+            "name": name,
+            "model": model.__name__,
+            "key": json.dumps(spec.key),
+            "roles": json.dumps(spec.roles),
+            "columns": json.dumps(spec.names),
+            "labels": json.dumps(spec.labels, ensure_ascii=False),
+            "updated_at": utc_now(),  # the readers' sign that an info changed (Snapshot._known)
+        }
+        with self.engine.begin() as conn:
+            # One upsert, not a read and a write: processes starting together (a pool of workers on a
+            # new database) would both find the info missing and the second insert would fail.
+            upsert = _insert(conn)(DatasetInfo.__table__).values(info)  # type: ignore[attr-defined]
+            later = {column: upsert.excluded[column] for column in info if column != "name"}
+            conn.execute(upsert.on_conflict_do_update(index_elements=["name"], set_=later))
         self._datasets[name] = Dataset(name, spec, snapshot, stage, search)
         return self._datasets[name]
 
-    def _ensure_search(self, search: SearchIndex, snapshot: sa.Table) -> None:
+    def _ensure_search(self, search: TextIndex, snapshot: sa.Table) -> None:
         """Keep the dataset's search index in step with its searched fields.
 
         A new index, or one whose fields changed, is built from every row already in the
@@ -105,20 +111,29 @@ class Store:
             known = session.get(DatasetInfo, search.dataset)
         indexed = searched_fields(json.loads(known.roles)) if known else []
         with self.engine.begin() as conn:
-            if sa.inspect(conn).has_table(search.fts_name) and indexed == list(search.fields):
+            if sa.inspect(conn).has_table(search.name) and indexed == list(search.fields):
                 return
-            for table in (search.vocab_name, search.fts_name, search.doc_name):
+            for table in search.tables:
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
             search.ensure(conn)
             for run_id in conn.execute(sa.select(snapshot.c.last_changed_run).distinct()).scalars():
                 search.refresh(conn, snapshot, run_id)
 
     def begin_run(
-        self, *, robot: str, dataset: str, model: type[Record], system: str, account: str, scope: str
+        self,
+        *,
+        robot: str,
+        dataset: str,
+        model: type[Record],
+        system: str,
+        account: str,
+        scope: str,
+        run_id: str | None = None,
     ) -> str:
+        """A new run; ``run_id`` is the one a scheduler minted for it (a new one if None)."""
         self.dataset(dataset, model)
         run = Run(
-            id=uuid.uuid4().hex,
+            id=run_id or uuid.uuid4().hex,
             robot=robot,
             dataset=dataset,
             system=system,
@@ -155,6 +170,10 @@ class Store:
             # reading before it (the guard's counts, whether the snapshot is empty) could see a state
             # another publish then changes, and a transaction that read first and writes later fails
             # at once with "database is locked" when another connection wrote in between.
+            # PostgreSQL locks rows, not the database: the snapshot's table lock keeps two publishes of
+            # the dataset from interleaving, while readers (ACCESS SHARE) and other datasets go on.
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f'LOCK TABLE "{data.snapshot.name}" IN SHARE ROW EXCLUSIVE MODE')
             runs = Run.__table__.c  # type: ignore[attr-defined]
             conn.execute(sa.update(Run.__table__).where(runs.id == run_id).values(status="running"))
             previous = self._last_good(conn, run.dataset, run.scope)
@@ -163,11 +182,9 @@ class Store:
             source, mine = (data.stage, data.stage.c.run_id == run_id)
             if first:
                 seen = 0
-            elif conn.dialect.name == "sqlite":
+            else:
                 source, mine = _run_rows(conn, data, run_id), sa.true()
                 seen = conn.scalar(sa.select(sa.func.count()).select_from(source)) or 0
-            else:
-                seen = _index_stage(conn, data, run_id)
             if complete and previous and seen < SHRINK_RATIO * previous:
                 refusal = (
                     f"本次运行只看到 {seen} 条记录，而上次成功的运行看到 {previous} 条：页面布局可能已变化。"
@@ -183,8 +200,7 @@ class Store:
                     data.search.refresh(conn, data.snapshot, run_id)
                 _clear_stage(conn, data, run_id, seen)
                 _end_run(conn, run_id, status="ok", seen=seen, pages=pages, complete=complete, **counts)
-            conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{_stage_index(data)}"')
-            if conn.dialect.name == "sqlite":
+            if conn.dialect.name == "sqlite":  # PostgreSQL's goes with the commit (ON COMMIT DROP)
                 conn.exec_driver_sql(f'DROP TABLE IF EXISTS temp."{_run_rows_name(data)}"')
         if refusal:
             self.fail(run_id, PublishRefused.kind, refusal)
@@ -295,41 +311,35 @@ class Store:
         return conn.scalar(query) or 0
 
 
+def _insert(conn: sa.Connection) -> Callable[[sa.Table], Any]:
+    """The dialect's INSERT, which has ON CONFLICT (both SQLite's and PostgreSQL's do)."""
+    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+
+
 def _stage_writer(engine: Engine, table: sa.Table) -> Callable[[sa.Connection, list[tuple[Any, ...]]], None]:
     """A plain append of ``(run_id, *values, content_hash, flags)`` rows; ``seq`` numbers them.
 
-    On SQLite the driver's own executemany costs a third of SQLAlchemy's per row, and
-    staging is the hot path of every run.
+    Staging is the hot path of every run: on SQLite the driver's own executemany costs a third of
+    SQLAlchemy's per row; on PostgreSQL (psycopg 3) one COPY streams the batch, on the transaction's
+    own connection, and ``seq`` (a sequence) still numbers the rows in the order they came.
     """
     names = [c.name for c in table.columns if c.name != "seq"]
+    columns = ", ".join(f'"{n}"' for n in names)
     if engine.dialect.name == "sqlite":
         marks = ", ".join("?" * len(names))
-        sql = f'INSERT INTO "{table.name}" ({", ".join(names)}) VALUES ({marks})'
+        sql = f'INSERT INTO "{table.name}" ({columns}) VALUES ({marks})'
         return lambda conn, rows: conn.exec_driver_sql(sql, rows)
+    if engine.dialect.driver == "psycopg":
+        copy = f'COPY "{table.name}" ({columns}) FROM STDIN'
+
+        def write(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
+            with conn.connection.dbapi_connection.cursor() as cursor, cursor.copy(copy) as stream:  # type: ignore[union-attr]
+                for row in rows:
+                    stream.write_row(row)
+
+        return write
     insert = sa.insert(table)
     return lambda conn, rows: conn.execute(insert, [dict(zip(names, row, strict=True)) for row in rows])
-
-
-def _stage_index(data: Dataset) -> str:
-    return f"{data.stage.name}_run_key"
-
-
-def _index_stage(conn: sa.Connection, data: Dataset, run_id: str) -> int:
-    """PostgreSQL: index the staging rows by run and key for this publish transaction only (one sort,
-    instead of a B-tree insert per staged record), keep the last row of a key seen twice, and count them.
-
-    The index is dropped before the transaction ends, so no other run's staging ever maintains it.
-    SQLite copies the run's rows into a keyed temporary table instead (``_run_rows``).
-    """
-    stage, key = data.stage, data.spec.key
-    columns = ", ".join(f'"{c}"' for c in ["run_id", *key])
-    conn.exec_driver_sql(f'CREATE INDEX IF NOT EXISTS "{_stage_index(data)}" ON "{stage.name}" ({columns})')
-    mine = stage.c.run_id == run_id
-    twice = sa.select(sa.literal(1)).where(mine).group_by(*(stage.c[k] for k in key))
-    if conn.execute(twice.having(sa.func.count() > 1).limit(1)).first() is not None:
-        last = sa.select(sa.func.max(stage.c.seq)).where(mine).group_by(*(stage.c[k] for k in key))
-        conn.execute(sa.delete(stage).where(mine, stage.c.seq.not_in(last)))
-    return conn.scalar(sa.select(sa.func.count()).select_from(stage).where(mine)) or 0
 
 
 def _run_rows_name(data: Dataset) -> str:
@@ -337,16 +347,18 @@ def _run_rows_name(data: Dataset) -> str:
 
 
 def _run_rows(conn: sa.Connection, data: Dataset, run_id: str) -> sa.Table:
-    """SQLite: the run's staged rows in a temporary table keyed by the natural key (last of a key wins).
+    """The run's staged rows in a temporary table keyed by the natural key (last of a key wins).
 
-    The table lives in the connection's temporary database, so it is written neither to the
-    WAL nor, at the checkpoint, to the database file (an index on the staging table was, and
-    then was dropped), and it vanishes with the connection if the process dies.  One sorted
-    INSERT ... SELECT fills it; every publish statement then finds a run's row by key in it.
+    The table is the connection's own, so it is written neither to the WAL nor to the database
+    file, takes no lock other runs' staging would wait on, and vanishes with the connection if the
+    process dies (on PostgreSQL, with the transaction too).  One sorted INSERT ... SELECT fills it;
+    every publish statement then finds a run's row by key in it.
     """
     stage, key = data.stage, data.spec.key
     name = _run_rows_name(data)
-    conn.exec_driver_sql(f'DROP TABLE IF EXISTS temp."{name}"')
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        conn.exec_driver_sql(f'DROP TABLE IF EXISTS temp."{name}"')
     kept = [c.name for c in stage.columns if c.name not in {"seq", "run_id"}]
     table = sa.Table(
         name,
@@ -354,16 +366,19 @@ def _run_rows(conn: sa.Connection, data: Dataset, run_id: str) -> sa.Table:
         *(sa.Column(c, stage.c[c].type, primary_key=c in key) for c in kept),
         prefixes=["TEMP"],
         sqlite_with_rowid=False,
+        postgresql_on_commit="DROP",
     )
     table.create(conn)
-    rows = (
-        sa.select(*(stage.c[c] for c in kept))
-        .where(stage.c.run_id == run_id)
-        .order_by(*(stage.c[k] for k in key), stage.c.seq)
-    )
-    insert = sqlite_insert(table).from_select(kept, rows)
-    later = {c: insert.excluded[c] for c in kept if c not in key}
-    conn.execute(insert.on_conflict_do_update(index_elements=list(key), set_=later))
+    keys = [stage.c[k] for k in key]
+    rows = sa.select(*(stage.c[c] for c in kept)).where(stage.c.run_id == run_id)
+    if sqlite:
+        insert = sqlite_insert(table).from_select(kept, rows.order_by(*keys, stage.c.seq))
+        later = {c: insert.excluded[c] for c in kept if c not in key}
+        conn.execute(insert.on_conflict_do_update(index_elements=list(key), set_=later))
+    else:  # DISTINCT ON keeps the first row of each key in the order: the one staged last
+        last = rows.ext(distinct_on(*keys)).order_by(*keys, stage.c.seq.desc())
+        conn.execute(sa.insert(table).from_select(kept, last))
+        conn.exec_driver_sql(f'ANALYZE "{name}"')  # a temporary table has no statistics for the planner
     return table
 
 
@@ -376,9 +391,6 @@ def _clear_stage(conn: sa.Connection, data: Dataset, run_id: str, seen: int) -> 
         conn.execute(sa.delete(stage))
     else:
         conn.execute(sa.delete(stage).where(stage.c.run_id == run_id))
-    conn.exec_driver_sql(
-        f'DROP INDEX IF EXISTS "{_stage_index(data)}"'
-    )  # after: an empty index drops at once
 
 
 def _end_run(conn: sa.Connection, run_id: str, **values: Any) -> None:
@@ -422,7 +434,9 @@ def _keep_private(engine: Engine) -> None:
 def _first_load_applies(conn: sa.Connection, data: Dataset) -> bool:
     """True on SQLite when the snapshot holds no record at all (a dataset's first harvest)."""
     if conn.dialect.name != "sqlite":
-        return False  # PostgreSQL refuses an upsert that meets the same key twice in one statement
+        # PostgreSQL refuses an upsert that meets the same key twice in one statement; its run's rows
+        # (``_run_rows``) are one per key already, so the general publish appends them just as fast.
+        return False
     return conn.execute(sa.select(sa.literal(1)).select_from(data.snapshot).limit(1)).first() is None
 
 
@@ -566,7 +580,7 @@ def _publish(
                 sa.literal(run.id),
                 sa.literal(run.id),
             ).where(mine, ~sa.exists().where(matches)),
-        )
+        ).execution_options(preserve_rowcount=True)  # else SQLAlchemy 2.1 with psycopg reports -1
     )
     counts["new"] = inserted.rowcount
     if counts["new"]:  # the rows this run first saw, found through the last_changed_run index

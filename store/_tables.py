@@ -157,9 +157,10 @@ CREATE_ATTEMPTS = 3
 def create_tables(engine: Engine, tables: Sequence[sa.Table]) -> None:
     """Create those of ``tables`` that are missing.
 
-    Processes that start together on a new database (two `harvest run`, a run beside the scheduler)
-    race to create the same tables: the check and the CREATE are two statements, so the loser meets
-    "already exists" and finds the tables made by the winner on its next look.
+    Processes that start together on a new database (two `harvest run`, a run beside the scheduler,
+    a pool of workers) race to create the same tables: the check and the CREATE are two statements, so
+    the loser meets "already exists" (on PostgreSQL also a duplicate row of its catalog, when both
+    CREATEs were under way at once) and finds the tables made by the winner on its next look.
     """
     for table in tables:
         for attempt in range(CREATE_ATTEMPTS):
@@ -167,7 +168,8 @@ def create_tables(engine: Engine, tables: Sequence[sa.Table]) -> None:
                 table.create(engine, checkfirst=True)
                 break
             except sa.exc.DBAPIError as exc:
-                if "already exists" not in str(exc.orig) or attempt == CREATE_ATTEMPTS - 1:
+                lost = any(sign in str(exc.orig) for sign in ("already exists", "pg_type_typname_nsp_index"))
+                if not lost or attempt == CREATE_ATTEMPTS - 1:
                     raise
 
 

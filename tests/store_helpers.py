@@ -43,9 +43,9 @@ def harvest(
     return store.publish(run_id, complete=complete)
 
 
-def reharvest(db: str, n: int) -> None:
+def reharvest(url: str, n: int) -> None:
     """The kill test's child: a second harvest that changes every 10th record and drops the last 2%."""
-    store = Store(make_engine(f"sqlite:///{db}"))
+    store = Store(make_engine(url))
     run_id = begin(store)
     rows = people(int(n * 0.98))
     for row in rows[::10]:

@@ -15,7 +15,7 @@ import pytest
 
 from sandbox import Sandbox
 from settings import Settings
-from store import Lease, Store
+from store import Lease, Store, make_engine
 from tests.scheduler_helpers import wait_for
 from vault import Vault
 
@@ -33,6 +33,13 @@ def _manual_run(robot: str, account: str, **env: str) -> subprocess.Popen[str]:
     )
 
 
+@pytest.fixture
+def store(settings: Settings, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Store:
+    """The runs' database, SQLite or PostgreSQL: each `harvest` child finds it in HARVEST_DATABASE_URL."""
+    monkeypatch.setenv("HARVEST_DATABASE_URL", database_url)
+    return Store(make_engine(database_url))
+
+
 def _session_events(sandbox: Sandbox, system: str, account: str) -> list[str]:
     username = sandbox[system].account(account).username
     return [e.event for e in sandbox[system].gate.events if e.username == username]
@@ -43,7 +50,7 @@ def _held(store: Store, system: str, account: str) -> bool:
 
 
 def test_two_manual_runs_of_one_account_take_turns_with_one_login(
-    settings: Settings, vault: Vault, sandbox: Sandbox
+    settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
 ) -> None:
     runs = [_manual_run("elderly", "donghu") for _ in range(2)]
     outputs = [run.communicate(timeout=180)[0] for run in runs]

@@ -27,8 +27,8 @@ from robots.runtime import discover
 from robots.sandbox_civil import ElderlyCare
 from sandbox import Sandbox
 from scheduler import HarvestScheduler, SchedulerBusy
-from settings import Settings
-from store import Run, Store
+from settings import Settings, load_settings
+from store import Run, Store, make_engine
 from tests.runtime_helpers import harvest, snapshot
 from tests.scheduler_helpers import Receiver, running, wait_for
 from vault import Vault
@@ -55,6 +55,14 @@ def receiver() -> Iterator[Receiver]:
     server = Receiver()
     yield server
     server.close()
+
+
+@pytest.fixture
+def on_database(database_url: str, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The test's settings on ``database_url`` (SQLite or PostgreSQL): the job store, the scheduler's
+    lease, the jobs' state and the runs all live there."""
+    monkeypatch.setenv("HARVEST_DATABASE_URL", database_url)
+    return load_settings()
 
 
 def _compressed(settings: Settings, receiver: Receiver, **update: object) -> Settings:
@@ -95,12 +103,13 @@ def test_jobs_fire_on_their_cron_one_session_per_account_within_the_systems_limi
 
 
 def test_a_machine_that_was_off_runs_each_missed_job_once(
-    settings: Settings, store: Store, vault: Vault, receiver: Receiver
+    on_database: Settings, vault: Vault, receiver: Receiver
 ) -> None:
-    tz = ZoneInfo(settings.timezone)
+    store = Store(make_engine(on_database.resolved_database_url))
+    tz = ZoneInfo(on_database.timezone)
     due = dt.datetime.now(tz) + dt.timedelta(seconds=3)
     once_a_day = f"{due.second} {due.minute} {due.hour} * * *"
-    fast = _compressed(settings, receiver, schedules={"elderly": once_a_day})
+    fast = _compressed(on_database, receiver, schedules={"elderly": once_a_day})
     with running(fast, ELDERLY):
         pass  # the jobs are stored with their next run; then the machine goes off
     time.sleep(max(0.0, (due - dt.datetime.now(tz)).total_seconds()) + 2)
@@ -170,10 +179,10 @@ def test_a_stale_dataset_alerts_once_with_a_valid_dingtalk_signature(
     assert body["msgtype"] == "markdown" and "民政养老服务系统" in body["markdown"]["text"]
 
 
-def test_a_second_scheduler_on_the_same_data_dir_refuses_to_start(
-    settings: Settings, vault: Vault, receiver: Receiver
+def test_a_second_scheduler_on_the_same_database_refuses_to_start(
+    on_database: Settings, vault: Vault, receiver: Receiver
 ) -> None:
-    fast = _compressed(settings, receiver, schedules={"elderly": "0 0 1 1 *"})
+    fast = _compressed(on_database, receiver, schedules={"elderly": "0 0 1 1 *"})
     with running(fast, ELDERLY):
         second = HarvestScheduler(fast, robots=ELDERLY)
         with pytest.raises(SchedulerBusy, match="已有调度器在运行"):

@@ -7,13 +7,18 @@ import subprocess
 import sys
 import time
 
+import pytest
 import sqlalchemy as sa
 
-from settings import Settings
-from store import Lease, LeaseRow, Store
+from store import Lease, LeaseRow, Store, make_engine
 
 
-def test_a_lease_is_held_by_one_owner_until_released(settings: Settings, store: Store) -> None:
+@pytest.fixture
+def store(database_url: str) -> Store:
+    return Store(make_engine(database_url))
+
+
+def test_a_lease_is_held_by_one_owner_until_released(store: Store) -> None:
     first = Lease(store.engine, "account:civil/donghu", what="harvest run")
     second = Lease(store.engine, "account:civil/donghu", what="harvest schedule")
     assert first.try_acquire()
@@ -27,7 +32,7 @@ def test_a_lease_is_held_by_one_owner_until_released(settings: Settings, store: 
     assert Lease(store.engine, "account:civil/donghu", what="x").holder() is None
 
 
-def test_a_lease_is_renewed_while_held_and_taken_over_once_expired(settings: Settings, store: Store) -> None:
+def test_a_lease_is_renewed_while_held_and_taken_over_once_expired(store: Store) -> None:
     held = Lease(store.engine, "scheduler", what="harvest schedule", ttl=0.6)
     assert held.try_acquire()
     time.sleep(1.5)  # well past one ttl: only the renewals keep it
@@ -37,7 +42,7 @@ def test_a_lease_is_renewed_while_held_and_taken_over_once_expired(settings: Set
     assert Lease(store.engine, "scheduler", what="x").try_acquire()
 
 
-def test_a_dead_process_on_this_host_frees_its_lease_at_once(settings: Settings, store: Store) -> None:
+def test_a_dead_process_on_this_host_frees_its_lease_at_once(store: Store) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     lease = Lease(store.engine, "scheduler", what="harvest schedule")
@@ -49,3 +54,4 @@ def test_a_dead_process_on_this_host_frees_its_lease_at_once(settings: Settings,
             )
         )
     assert lease.try_acquire()
+    lease.release()

@@ -2,13 +2,15 @@
 digits its mask shows, every search for a number is audited with the number masked, and the desk
 limits how many of them a staff member makes.
 
-The store is asked directly (what the CLI's ``query`` does) and the desk is driven over HTTP.
+The store is asked directly (what the CLI's ``query`` does), on SQLite and on PostgreSQL, and the desk
+is driven over HTTP.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 
 import pandas as pd
 import pytest
@@ -21,6 +23,7 @@ from desk._pages import NUMBER_SEARCHES
 from sandbox import World
 from settings import load_settings
 from store import REF_COLUMN, Access, Snapshot, make_engine
+from tests.conftest import DATABASES
 from tests.desk_helpers import PASSWORD, seed_snapshot, seeded_desk
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -43,6 +46,22 @@ def snapshot(app: FastAPI) -> Snapshot:
     return app.state.desk.snapshot
 
 
+@pytest.fixture(scope="module", params=DATABASES)
+def stored(
+    request: pytest.FixtureRequest, app: FastAPI, world: World, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Snapshot]:
+    """The desk's own snapshot (SQLite), or the same world seeded into a PostgreSQL database."""
+    if request.param == "sqlite":
+        yield app.state.desk.snapshot
+        return
+    server = request.getfixturevalue("postgres")
+    url = server.create_database()
+    store = seed_snapshot(load_settings(data_dir=tmp_path_factory.mktemp("pg"), database_url=url), world)
+    yield Snapshot(store.engine)
+    store.engine.dispose()
+    server.drop_database(url)
+
+
 @pytest.fixture
 def someone(world: World) -> pd.Series:
     return world.persons[world.persons["community"] == "donghu"].iloc[3]
@@ -57,7 +76,8 @@ def _found(snapshot: Snapshot, text: str, access: Access) -> set[str]:
     return set(snapshot.query("persons", search=text, refs=True, access=access)[REF_COLUMN])
 
 
-def test_a_digit_by_digit_probe_learns_nothing_under_a_masked_access(snapshot: Snapshot, someone) -> None:
+def test_a_digit_by_digit_probe_learns_nothing_under_a_masked_access(stored: Snapshot, someone) -> None:
+    snapshot = stored
     number = someone["id_number"]
     masked = Access(actor="探测者")
     for length in range(7, 18):
@@ -80,8 +100,9 @@ def test_a_digit_by_digit_probe_learns_nothing_under_a_masked_access(snapshot: S
     assert number in _found(snapshot, someone["name"], masked)
 
 
-def test_hidden_digits_are_searched_only_with_a_reason(snapshot: Snapshot, world: World, someone) -> None:
+def test_hidden_digits_are_searched_only_with_a_reason(stored: Snapshot, world: World, someone) -> None:
     """By the index and, for one character, by the scan instead: the same rule on both."""
+    snapshot = stored
     number = someone["id_number"]
     people = world.persons
     for text in (number[6:14], number[:10], someone["phone"][3:9]):
@@ -101,7 +122,8 @@ def test_hidden_digits_are_searched_only_with_a_reason(snapshot: Snapshot, world
     assert target in _found(snapshot, digit, REVEAL)
 
 
-def test_each_search_for_a_number_writes_one_masked_audit_entry(snapshot: Snapshot, someone) -> None:
+def test_each_search_for_a_number_writes_one_masked_audit_entry(stored: Snapshot, someone) -> None:
+    snapshot = stored
     number, phone = someone["id_number"], someone["phone"]
     actor = Access(actor="审计对象")
     before = len(_searches(snapshot, "审计对象"))

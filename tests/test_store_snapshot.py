@@ -31,14 +31,24 @@ class Elderly(Record):
     service_type: str = Field(title="服务类型")
 
 
-@pytest.fixture
-def snapshot(tmp_path: Path, world: World) -> Snapshot:
-    engine = make_engine(f"sqlite:///{tmp_path / 'harvest.db'}")
+def harvested(url: str, world: World) -> Snapshot:
+    engine = make_engine(url)
     store = Store(engine)
     for dataset, model, frame in (("persons", Person, world.persons), ("elderly", Elderly, world.elderly)):
         for scope, rows in frame.groupby("community"):
             harvest(store, rows.to_dict(orient="records"), model=model, dataset=dataset, scope=scope)
     return Snapshot(engine)
+
+
+@pytest.fixture
+def snapshot(database_url: str, world: World) -> Snapshot:
+    return harvested(database_url, world)
+
+
+@pytest.fixture
+def sqlite_snapshot(tmp_path: Path, world: World) -> Snapshot:
+    """For the tests that read SQLite's query plans."""
+    return harvested(f"sqlite:///{tmp_path / 'harvest.db'}", world)
 
 
 def audit_rows(snapshot: Snapshot) -> pd.DataFrame:
@@ -134,8 +144,8 @@ def test_export_is_masked_has_chinese_headers_and_is_audited(
     assert json.loads(audit["detail"])["revealed"] is False
 
 
-def test_an_invalid_id_number_is_kept_but_flagged(tmp_path: Path) -> None:
-    store = Store(make_engine(f"sqlite:///{tmp_path / 'h.db'}"))
+def test_an_invalid_id_number_is_kept_but_flagged(database_url: str) -> None:
+    store = Store(make_engine(database_url))
     run = store.begin_run(robot="p", dataset="persons", model=Person, system="s", account="a", scope="c")
     good = "11010519491231002X"
     store.stage(
@@ -172,8 +182,8 @@ class Tagged(Record):
     grid: str = Field(role="grid", title="网格")
 
 
-def test_filters_by_part_of_a_field_count_and_pages_agree(tmp_path: Path, world: World) -> None:
-    store = Store(make_engine(f"sqlite:///{tmp_path / 'harvest.db'}"))
+def test_filters_by_part_of_a_field_count_and_pages_agree(database_url: str, world: World) -> None:
+    store = Store(make_engine(database_url))
     people = world.persons[world.persons["community"] == "donghu"]
     harvest(store, people.to_dict(orient="records"), model=Tagged, dataset="tagged", scope="donghu")
     snapshot = Snapshot(store.engine)
@@ -191,6 +201,17 @@ def test_filters_by_part_of_a_field_count_and_pages_agree(tmp_path: Path, world:
         snapshot.distinct("tagged", "name")
     with pytest.raises(KeyError, match="没有字段"):
         snapshot.count("tagged", contains={"nope": "x"})
+
+
+def test_a_part_of_a_field_matches_as_sqlites_like_does_on_every_database(database_url: str) -> None:
+    """ASCII letters in either case, no other letter folded, wildcards literal: what SQLite always did."""
+    store = Store(make_engine(database_url))
+    tags = ["VIP,低保", "Ärzte", "50%_off", "ｖｉｐ"]
+    rows = [{"id_number": f"ID{i}", "name": "甲", "tags": tag, "grid": "1"} for i, tag in enumerate(tags)]
+    harvest(store, rows, model=Tagged, dataset="tagged")
+    snapshot = Snapshot(store.engine)
+    found = {part: snapshot.count("tagged", contains={"tags": part}) for part in ("vIp", "ärz", "%_", "0_")}
+    assert found == {"vIp": 1, "ärz": 0, "%_": 1, "0_": 0}
 
 
 def test_history_of_one_person_is_masked_scoped_and_audited_when_revealed(
@@ -234,14 +255,16 @@ def plans(snapshot: Snapshot, action: Callable[[], object], marker: str) -> list
         ]
 
 
-def test_a_scoped_search_is_driven_by_the_search_index(snapshot: Snapshot, world: World) -> None:
+def test_a_scoped_search_is_driven_by_the_search_index(sqlite_snapshot: Snapshot, world: World) -> None:
     """The plan, not a stopwatch: SQLite must start from the search index, not walk a community."""
+    snapshot = sqlite_snapshot
     name = world.persons.loc[world.persons["name"].str.len() == 2, "name"].iloc[0]
     (plan, *_) = plans(snapshot, lambda: snapshot.query("persons", search=name, scope="donghu"), "MATCH")
     assert "ix_snap_persons_scope" not in plan, plan
 
 
-def test_person_and_household_views_look_records_up_by_index(snapshot: Snapshot, world: World) -> None:
+def test_person_and_household_views_look_records_up_by_index(sqlite_snapshot: Snapshot, world: World) -> None:
+    snapshot = sqlite_snapshot
     elder = world.elderly.iloc[0]
     person = plans(snapshot, lambda: snapshot.person(elder["id_number"]), "FROM snap_elderly")
     assert person and all("lookup_elderly_id_number" in plan for plan in person), person
