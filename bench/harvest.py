@@ -74,9 +74,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import random
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -98,6 +95,7 @@ from loguru import logger
 from plain_harvest import READERS, Plain
 from plain_harvest import client as plain_client
 from playwright.async_api import async_playwright
+from served_sandbox import HARVEST, free_ports, sandbox_process
 
 from connectors import Politeness, launch_options
 from connectors.sandbox import population
@@ -634,9 +632,7 @@ PROCESS_QUICK_PERSONS = 1_000
 PROCESS_ROUNDS = 5
 PROCESS_COMMUNITIES = 1  # the account sees the whole world, as in the issue's figures
 PSS_SAMPLE_S = 0.04  # a sample takes about 5 ms of a core: more often would load the machine we measure
-SANDBOX_START_S = 120.0
 PLAIN_SCRIPT = Path(__file__).with_name("plain_harvest.py")
-HARVEST = Path(sys.executable).with_name("harvest")  # the venv's entry point, as an operator runs it
 # Settings of the caller's that would point the runs away from their round's own data dir and vault.
 FOREIGN_SETTINGS = ("HARVEST_DATABASE_URL", "HARVEST_VAULT_KEY", "HARVEST_VAULT_KEY_FILE")
 
@@ -1003,55 +999,6 @@ def _log_marks(log: Path, offset: int) -> dict[str, float]:
     return marks
 
 
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive ports free on 127.0.0.1 now (another process may yet take one)."""
-    for _ in range(50):
-        first = random.randrange(20_000, 60_000)
-        sockets = []
-        try:
-            for port in range(first, first + count):
-                sockets.append(socket.socket())
-                sockets[-1].bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise SystemExit(f"no {count} consecutive free ports on 127.0.0.1")
-
-
-@contextmanager
-def sandbox_process(args: argparse.Namespace, port: int, urls: Iterable[str], cwd: Path) -> Iterator[None]:
-    """`harvest sandbox` serving the bench's world from ``port`` on, until the block ends."""
-    command = [str(HARVEST), "sandbox", "--port", str(port), "--persons", str(args.persons)]
-    command += ["--communities", str(PROCESS_COMMUNITIES), "--seed", str(SHAPE_SEED)]
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + SANDBOX_START_S
-        for url in urls:
-            while not _answers(f"{url}/__sandbox__/switches"):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    why = process.stderr.read().decode(errors="replace") if process.poll() is not None else ""
-                    raise SystemExit(f"harvest sandbox did not start on {url}: {why.strip()}")
-                time.sleep(0.2)
-        yield
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
 def bench_process(args: argparse.Namespace) -> None:
     world = generate_world(seed=SHAPE_SEED, persons=args.persons, communities=PROCESS_COMMUNITIES)
     box = Sandbox(world)  # not started: its accounts and truths; `harvest sandbox` serves the same world
@@ -1061,7 +1008,15 @@ def bench_process(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-process-") as name:
         folder = Path(name)
         bench = ProcessBench(args, box, port, folder)
-        with sandbox_process(args, port, bench.urls.values(), folder):
+        served = sandbox_process(
+            persons=args.persons,
+            communities=PROCESS_COMMUNITIES,
+            seed=SHAPE_SEED,
+            port=port,
+            urls=bench.urls.values(),
+            cwd=folder,
+        )
+        with served:
             politeness = ", ".join(f"{k} {v:g}" for k, v in bench.limits.items()) or "as each system declares"
             print(
                 f"{args.persons:,} persons, one community · each system's account of "

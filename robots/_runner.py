@@ -397,6 +397,9 @@ class Harvester:
             raise
         await self._chromium.idle()  # warmed for a login that a saved session made needless
         self._sessions[key] = session
+        # Kept at once, not only at the run's end: a process killed mid-run leaves the next run of the
+        # account (the pool's redelivery) a live session to reuse instead of a login that ends it.
+        await self._keep_session(system, info.account, session)
         return session
 
     async def _harvest(self, robot: RobotSpec, walk: Walk, run_id: str, key: str) -> int:

@@ -98,6 +98,9 @@ class TextIndex(Protocol):
     name: str  # the table whose presence says the dataset has an index
     tables: tuple[str, ...]  # the tables a rebuild drops
 
+    def lock(self, conn: sa.Connection) -> None:
+        """Hold, until the transaction ends, what serialises building an index between processes."""
+
     def ensure(self, conn: sa.Connection) -> None: ...
 
     def refresh(self, conn: sa.Connection, snap: sa.Table, run_id: str) -> None: ...
@@ -109,8 +112,9 @@ def _phrase(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-class SearchIndex:
-    """Substring index over ``fields`` of ``snap_<dataset>``; keys are the store's key text."""
+class FieldsIndex:
+    """What a search index of either database is over: ``fields`` of ``snap_<dataset>``, keyed by ``key``;
+    its table ``search_<dataset>`` holds field ``i`` as column ``c<i>``."""
 
     def __init__(self, dataset: str, key: Sequence[str], fields: Sequence[str]) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", dataset):
@@ -120,17 +124,29 @@ class SearchIndex:
         self.dataset = dataset
         self.key = tuple(key)
         self.fields = tuple(fields)
-        self.fts_name = f"search_{dataset}"
+        self.name = f"search_{dataset}"  # its presence says the dataset has an index
+        self._cols = [f"c{i}" for i in range(len(self.fields))]
+
+
+class SearchIndex(FieldsIndex):
+    """Substring index over ``fields`` of ``snap_<dataset>`` on SQLite; keys are the store's key text."""
+
+    def __init__(self, dataset: str, key: Sequence[str], fields: Sequence[str]) -> None:
+        super().__init__(dataset, key, fields)
+        self.fts_name = self.name
         self.doc_name = f"search_{dataset}_doc"
         self.vocab_name = f"search_{dataset}_vocab"
-        self.name = self.fts_name  # its presence says the dataset has an index
         self.tables = (self.vocab_name, self.fts_name, self.doc_name)  # what a rebuild drops, in order
-        self._cols = [f"c{i}" for i in range(len(self.fields))]
         self.fts = sa.table(self.fts_name, sa.column("rowid", sa.Integer))
         self.doc = sa.table(self.doc_name, sa.column("rid", sa.Integer), sa.column("key"))
         self.vocab = sa.table(self.vocab_name, sa.column("term", sa.Text))
 
     # -- schema ---------------------------------------------------------------------------
+
+    def lock(self, conn: sa.Connection) -> None:
+        """The database's write lock, taken by a write that changes nothing: the driver begins the
+        transaction only at a write, and runs DDL before one outside any transaction."""
+        conn.exec_driver_sql("UPDATE datasetinfo SET name = name WHERE 0")
 
     def ensure(self, conn: sa.Connection) -> None:
         """Create the index tables if they are missing (idempotent)."""

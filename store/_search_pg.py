@@ -26,13 +26,13 @@ Debian's PostgreSQL ships no ``pg_bigm``.  So this index uses only what every Po
 
 from __future__ import annotations
 
-import re
 import string
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from store._search import FieldsIndex
 from store._tables import key_text
 
 GRAMS = "search_grams_v1"  # versioned: a change of what is kept needs a new function and new indexes
@@ -50,28 +50,19 @@ BEGIN
   RETURN array_to_tsvector(grams);
 END $$
 """
-_SIGNATURE = f"{GRAMS}(text[])"
 _LOCK = 0x67685F73  # pg_advisory_xact_lock key serialising search DDL between processes ("gh_s")
 _UPPER, _LOWER = string.ascii_uppercase, string.ascii_lowercase
 _ASCII_LOWER = str.maketrans(_UPPER, _LOWER)
 BUILD_MEMORY = "256MB"  # maintenance_work_mem for the GIN build: fewer, larger sorted runs
 
 
-class PgSearchIndex:
+class PgSearchIndex(FieldsIndex):
     """Substring index over ``fields`` of ``snap_<dataset>`` on PostgreSQL; keys are the store's key text."""
 
     def __init__(self, dataset: str, key: Sequence[str], fields: Sequence[str]) -> None:
-        if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", dataset):
-            raise ValueError(f"dataset name {dataset!r}: use lower-case letters, digits and _")
-        if not key or not fields:
-            raise ValueError("a search index needs a key and at least one field")
-        self.dataset = dataset
-        self.key = tuple(key)
-        self.fields = tuple(fields)
-        self.name = f"search_{dataset}"  # its presence says the dataset has an index
+        super().__init__(dataset, key, fields)
         self.tables = (self.name,)  # what a rebuild drops (the GIN index goes with it)
         self._gin = f"search_{dataset}_grams"
-        self._cols = [f"c{i}" for i in range(len(self.fields))]
         self._grams = f"{GRAMS}({', '.join(self._cols)})"
         columns = [sa.column(c, sa.Text) for c in ["key", *self._cols]]
         self.doc = sa.table(self.name, *columns)
@@ -82,19 +73,41 @@ class PgSearchIndex:
         """Create the function, table and index if missing (idempotent, safe between processes).
 
         The lock is taken only when something is missing, so a publish of another dataset never waits.
+        What exists is read from the catalogs by query, never by ``to_regprocedure``/``to_regclass``:
+        those go through the backend's catalog cache, which keeps a "not found" until the backend
+        takes in other sessions' changes (on a relation lock or at a transaction's start, not on an
+        advisory lock), so a process that looked before the lock would still find no function after
+        another one had made it, and fail its own CREATE FUNCTION with "already exists".
         """
         if self._missing(conn):
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK)))
-            if conn.scalar(sa.select(sa.func.to_regprocedure(_SIGNATURE))) is None:
+            self.lock(conn)
+            if not conn.execute(self._exists(), self._names()).one()[0]:
                 conn.exec_driver_sql(_GRAMS_SQL)
             cols = ", ".join(f"{c} text" for c in self._cols)
             conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {self.name} (key text PRIMARY KEY, {cols})")
             self._index(conn)
 
+    def lock(self, conn: sa.Connection) -> None:
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK)))
+
     def _missing(self, conn: sa.Connection) -> bool:
-        relations = (sa.func.to_regclass(name) for name in (self.name, self._gin))
-        found = sa.select(sa.func.to_regprocedure(_SIGNATURE), *relations)
-        return None in conn.execute(found).one()
+        return not all(conn.execute(self._exists(), self._names()).one())
+
+    def _names(self) -> dict[str, str]:
+        return {"function": GRAMS, "table": self.name, "index": self._gin}
+
+    @staticmethod
+    def _exists() -> sa.TextClause:
+        """Whether the grams function, the table and its GIN index exist in the current schema."""
+        relation = (
+            "EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relname = :{} AND n.nspname = current_schema())"
+        )
+        function = (
+            "EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE p.proname = :function AND n.nspname = current_schema())"
+        )
+        return sa.text(f"SELECT {function}, {relation.format('table')}, {relation.format('index')}")
 
     def _index(self, conn: sa.Connection) -> None:
         conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
@@ -165,4 +178,3 @@ def _lexeme(gram: str) -> str:
 def _fold(column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
     """ASCII letters to lower case, nothing else (SQLite's lower() and LIKE); lower() would fold É too."""
     return sa.func.translate(sa.cast(column, sa.Text), _UPPER, _LOWER)
-

@@ -425,15 +425,16 @@ class Snapshot:
             text = normalize_id_number(text)
         index = searched_index(self.engine, info.name, key, roles)
         matching = index.keys_matching(text) if index is not None and self._has_index(info.name) else None
+        dialect = self.engine.dialect.name
         if matching is None:
             if masked:
-                return query.where(_shown_match(table, roles, text))
+                return query.where(_shown_match(table, roles, text, dialect))
             fields = [table.c[field] for field in searched_fields(roles)]
-            return query.where(sa.or_(*(field.contains(text, autoescape=True) for field in fields)))
+            return query.where(sa.or_(*(part_of(field, text, dialect) for field in fields)))
         found = matching.subquery()
         query = query.join(found, key_text(table, key) == found.c.key)
         hiding = any(roles[field] in _SHOWN_PARTS for field in searched_fields(roles))
-        return query.where(_shown_match(table, roles, text)) if masked and hiding else query
+        return query.where(_shown_match(table, roles, text, dialect)) if masked and hiding else query
 
     def _has_index(self, dataset: str) -> bool:
         # Only a found index is remembered: one may appear with a dataset's first harvest.
@@ -682,15 +683,17 @@ def _shown_phone(column: sa.ColumnElement[Any]) -> list[sa.ColumnElement[Any]]:
 _SHOWN_PARTS = {"id_number": _shown_id, "phone": _shown_phone}
 
 
-def _shown_match(table: sa.Table, roles: Mapping[str, str], text: str) -> sa.ColumnElement[bool]:
+def _shown_match(
+    table: sa.Table, roles: Mapping[str, str], text: str, dialect: str
+) -> sa.ColumnElement[bool]:
     """Rows where ``text`` is in a searched field as a masked page shows it, or is a whole number."""
     conditions: list[sa.ColumnElement[bool]] = []
     for field in searched_fields(roles):
         column, parts = table.c[field], _SHOWN_PARTS.get(roles[field])
         if parts is None:
-            conditions.append(column.contains(text, autoescape=True))
+            conditions.append(part_of(column, text, dialect))
         else:
-            conditions += [column == text, *(part.contains(text, autoescape=True) for part in parts(column))]
+            conditions += [column == text, *(part_of(part, text, dialect) for part in parts(column))]
     return sa.or_(*conditions)
 
 

@@ -105,13 +105,17 @@ class Store:
         """Keep the dataset's search index in step with its searched fields.
 
         A new index, or one whose fields changed, is built from every row already in the
-        snapshot: records of communities not harvested since must stay findable.
+        snapshot: records of communities not harvested since must stay findable. Processes starting
+        together (a pool's workers on a new database) build it once: the build holds the index's lock
+        and looks again under it, and an index found with no dataset info yet is another process's,
+        just made for the same fields, never one to drop.
         """
-        with Session(self.engine) as session:
-            known = session.get(DatasetInfo, search.dataset)
-        indexed = searched_fields(json.loads(known.roles)) if known else []
+        with self.engine.connect() as conn:
+            if _search_current(conn, search):
+                return
         with self.engine.begin() as conn:
-            if sa.inspect(conn).has_table(search.name) and indexed == list(search.fields):
+            search.lock(conn)
+            if _search_current(conn, search):
                 return
             for table in search.tables:
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
@@ -648,3 +652,11 @@ def _differing(
 
 def _json(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def _search_current(conn: sa.Connection, search: TextIndex) -> bool:
+    """Whether ``search``'s index exists for the fields the dataset's info says it indexes."""
+    info = DatasetInfo.__table__.c  # type: ignore[attr-defined]
+    roles = conn.execute(sa.select(info.roles).where(info.name == search.dataset)).scalar()
+    indexed = searched_fields(json.loads(roles)) if roles else list(search.fields)
+    return sa.inspect(conn).has_table(search.name) and indexed == list(search.fields)

@@ -66,3 +66,14 @@ def spawn_run(robot: str, account: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def manual_run(robot: str, account: str, **env: str) -> subprocess.Popen[str]:
+    """``harvest run ROBOT --account ACCOUNT`` as an operator starts it, its output (wide) in ``stdout``."""
+    return subprocess.Popen(
+        [str(HARVEST), "run", robot, "--account", account],
+        env=os.environ | {"COLUMNS": "250", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )

@@ -7,12 +7,10 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
-import os
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -24,10 +22,10 @@ from sandbox import Sandbox
 from scheduler import HarvestScheduler
 from settings import load_settings
 from store import Lease, Run, Store, make_engine
+from tests.runtime_helpers import manual_run
 from tests.scheduler_helpers import wait_for
 from vault import Vault
 
-HARVEST = str(Path(sys.executable).with_name("harvest"))
 HOLD = """
 import sys, time
 from store import Lease, make_engine
@@ -35,16 +33,6 @@ lease = Lease(make_engine(sys.argv[1]), sys.argv[2], what="另一台机器的 ha
 assert lease.try_acquire()
 time.sleep(600)
 """
-
-
-def _manual_run(robot: str, account: str, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [HARVEST, "run", robot, "--account", account],
-        env=os.environ | {"COLUMNS": "250", **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def _runs(store: Store) -> list[Run]:
@@ -100,7 +88,7 @@ def test_a_run_by_hand_refuses_while_another_process_holds_the_only_slot_a_sched
     try:
         slot = Lease(store.engine, "system:civil:0", what="a test")
         wait_for(lambda: slot.holder() is not None, "the other process to take the slot", timeout=30)
-        refused = _manual_run("elderly", "donghu", HARVEST_ACCOUNT_WAIT_S="0").communicate(timeout=120)[0]
+        refused = manual_run("elderly", "donghu", HARVEST_ACCOUNT_WAIT_S="0").communicate(timeout=120)[0]
         settings = load_settings()
         due = dt.datetime.now(ZoneInfo(settings.timezone)) + dt.timedelta(seconds=2)
         cron = f"{due.second} {due.minute} {due.hour} * * *"
@@ -132,7 +120,7 @@ def test_three_processes_on_a_system_of_two_sessions_harvest_two_at_a_time_each_
     monkeypatch.setenv("HARVEST_DATABASE_URL", database_url)
     monkeypatch.setenv("HARVEST_POLITENESS", json.dumps({"population": {"sessions": 2, "rate": 4}}))
     population = sandbox["population"]
-    runs = [_manual_run("persons", account) for account in ("donghu", "xiyuan", "nanshan")]
+    runs = [manual_run("persons", account) for account in ("donghu", "xiyuan", "nanshan")]
     outputs = [run.communicate(timeout=180)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0, 0], outputs
     spans = []  # each account's run, from its first request after the login to its last

@@ -8,29 +8,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from sandbox import Sandbox
 from settings import Settings
 from store import Lease, Store, make_engine
+from tests.runtime_helpers import HARVEST, manual_run
 from tests.scheduler_helpers import wait_for
 from vault import Vault
 
 pytestmark = pytest.mark.browser
-HARVEST = str(Path(sys.executable).with_name("harvest"))
-
-
-def _manual_run(robot: str, account: str, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [HARVEST, "run", robot, "--account", account],
-        env=os.environ | {"COLUMNS": "250", **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 @pytest.fixture
@@ -52,7 +40,7 @@ def _held(store: Store, system: str, account: str) -> bool:
 def test_two_manual_runs_of_one_account_take_turns_with_one_login(
     settings: Settings, store: Store, vault: Vault, sandbox: Sandbox
 ) -> None:
-    runs = [_manual_run("elderly", "donghu") for _ in range(2)]
+    runs = [manual_run("elderly", "donghu") for _ in range(2)]
     outputs = [run.communicate(timeout=180)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     assert _session_events(sandbox, "civil", "donghu") == ["login"]  # the second reused the saved session
@@ -63,9 +51,9 @@ def test_a_manual_run_that_cannot_wait_refuses_and_names_the_holder(
 ) -> None:
     civil = sandbox["civil"]
     civil.switches.fault_slow_rate, civil.switches.slow_seconds = 1.0, 2.0  # the first run takes a while
-    first = _manual_run("elderly", "donghu")
+    first = manual_run("elderly", "donghu")
     wait_for(lambda: _held(store, "civil", "donghu"), "the first run to take the account")
-    second = _manual_run("elderly", "donghu", HARVEST_ACCOUNT_WAIT_S="0")
+    second = manual_run("elderly", "donghu", HARVEST_ACCOUNT_WAIT_S="0")
     refused = second.communicate(timeout=120)[0]
     assert first.wait(timeout=180) == 0
     assert second.returncode == 8, refused
@@ -84,12 +72,12 @@ def test_a_manual_run_beside_the_scheduler_waits_for_it_and_never_kicks_its_sess
     once = json.dumps({"elderly": f"{due.second} {due.minute} {due.hour} * * *"})
     env = {"HARVEST_SCHEDULES": once, "HARVEST_SCHEDULE_JITTER_S": "0", "HARVEST_TIMEZONE": "UTC"}
     daemon = subprocess.Popen(
-        [HARVEST, "schedule"], env=os.environ | env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [str(HARVEST), "schedule"], env=os.environ | env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         wait_for(lambda: _held(store, "civil", "donghu"), "the scheduled run to take the account")
-        refused = _manual_run("elderly", "donghu", HARVEST_ACCOUNT_WAIT_S="0").communicate(timeout=120)[0]
-        waited = _manual_run("elderly", "donghu")
+        refused = manual_run("elderly", "donghu", HARVEST_ACCOUNT_WAIT_S="0").communicate(timeout=120)[0]
+        waited = manual_run("elderly", "donghu")
         assert waited.wait(timeout=180) == 0, waited.communicate()[0]
     finally:
         daemon.send_signal(signal.SIGTERM)

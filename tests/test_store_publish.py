@@ -376,3 +376,28 @@ def test_stores_opening_a_new_database_at_once_all_start(database_url: str) -> N
     for opener in openers:
         opener.join(60)
     assert failures == []
+
+
+def test_first_harvests_on_a_new_database_at_once_all_publish_and_are_found(database_url: str) -> None:
+    """Each first publish makes the dataset's search index (on PostgreSQL a function, a table and a GIN
+    index) if another has not: a process that looked before another made them must still find them."""
+    start, failures = threading.Barrier(4), []
+
+    def first_harvest(n: int) -> None:
+        store = Store(make_engine(database_url))
+        start.wait()
+        try:
+            harvest(store, people(25, start=100 * n, address=f"东湖花园{n}栋"), scope=f"c{n}")
+        except sa.exc.DBAPIError as exc:
+            failures.append(exc)
+        finally:
+            store.engine.dispose()
+
+    workers = [threading.Thread(target=first_harvest, args=(n,)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert failures == []
+    found = Snapshot(make_engine(database_url)).query("residents", search="花园3栋")
+    assert len(found) == 25
