@@ -143,10 +143,9 @@ class HarvestScheduler:
         for job in self.jobs.values():
             self._add(job, existing.get(job.id))
         for job in self.jobs.values():  # runs a stop interrupted, owed since
-            state = self.policy.states.get(job.id)
-            if state.owed:
-                state.owed = False
-                self.policy.states.save(state)
+            with self.policy.states.editing(job.id) as state:
+                owed, state.owed = state.owed, False
+            if owed:
                 self.retry(job, delay=0)
         self._scheduler.add_job(
             check_freshness,

@@ -15,7 +15,7 @@ from connectors import failure_class
 from machine import utc_now
 from robots.runtime import RunReport
 from scheduler._planning import PlannedJob
-from scheduler._state import JobStates
+from scheduler._state import JobState, JobStates
 from settings import Settings
 from store import Run, Store
 from vault import Vault
@@ -33,28 +33,39 @@ class FailurePolicy:
         self.stopping = False  # no retry is asked for once the scheduler stops
 
     def after(self, planned: PlannedJob, report: RunReport) -> None:
-        """What a run's end asks of the scheduler, read from its kind's class in the failure tree."""
-        state = self.states.get(planned.id)
+        """What a run's end asks of the scheduler, read from its kind's class in the failure tree.
+        The state is decided under its row's lock and the alert sent after it is released: a slow
+        webhook must not hold up the database."""
+        with self.states.editing(planned.id) as state:
+            alert, delay = self._decide(planned, state, report)
+        if alert is not None:
+            self.alert(planned, *alert, report.run_id)
+        if delay is not None and not self.stopping:
+            self.retry(planned, delay)
+
+    def _decide(
+        self, planned: PlannedJob, state: JobState, report: RunReport
+    ) -> tuple[tuple[str, str] | None, float | None]:
+        """``state`` updated for ``report``, and the alert (kind, message) and retry delay it asks for."""
         state.last_status, state.last_at = report.kind or report.status, utc_now()
         failure = failure_class(report.kind)
         if report.status == "ok":
-            if state.kind is not None:
-                self.alert(planned, "recovered", "the last run succeeded again", report.run_id)
+            recovered = state.kind is not None
             state.kind, state.since, state.retries = None, None, 0
-        elif report.kind is None:
-            pass  # skipped: outside the system's allowed hours; the next fire time comes
-        elif report.kind == "cancelled":
+            return (("recovered", "the last run succeeded again") if recovered else None), None
+        if report.kind is None:
+            return None, None  # skipped: outside the system's allowed hours; the next fire time comes
+        if report.kind == "cancelled":
             state.owed = True  # stopped with the scheduler: it runs again at the next start
         elif failure.retried and state.retries < self.settings.retry_limit:
             state.retries += 1
             delay = self.settings.retry_base_s * 2 ** (state.retries - 1) * random.uniform(0.8, 1.2)
             logger.warning("{}：{}；{:.0f} 秒后第 {} 次重试", planned.id, report.kind, delay, state.retries)
-            if not self.stopping:
-                self.retry(planned, delay)
+            return None, delay
         elif failure.alerted and state.kind != report.kind:
             state.kind, state.since = report.kind, utc_now()
-            self.alert(planned, report.kind, report.message, report.run_id)
-        self.states.save(state)
+            return (report.kind, report.message), None
+        return None, None
 
     def waiting_for_person(self, planned: PlannedJob) -> bool:
         """A job whose last failure needs a person waits until the person has acted: the account

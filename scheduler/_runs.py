@@ -87,9 +87,8 @@ class JobRuns:
         if self.requeue is not None:
             self.requeue(request, 0)
             return
-        state = self.policy.states.get(planned.id)
-        state.owed = True
-        self.policy.states.save(state)
+        with self.policy.states.editing(planned.id) as state:
+            state.owed = True
 
     def execute(self, request: RunRequest) -> RunReport | None:
         """Run the request now, in this thread; None when it is not run (stopping, waiting for a person)."""
