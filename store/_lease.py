@@ -18,6 +18,7 @@ from loguru import logger
 from sqlmodel import Field, Session, SQLModel
 
 from machine import pid_alive
+from store._errors import StoreError
 from store._tables import create_tables
 
 
@@ -60,6 +61,7 @@ class Lease:
         self.ttl = ttl
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._held = threading.Event()
+        self._renewer: threading.Thread | None = None
         create_tables(engine, [LeaseRow.__table__])  # type: ignore[list-item]
 
     def holder(self) -> Holder | None:
@@ -89,11 +91,17 @@ class Lease:
                 taken = 0
         if taken:
             self._held.set()
-            threading.Thread(target=self._renew, name=f"lease {self.key}", daemon=True).start()
+            self._renewer = threading.Thread(target=self._renew, name=f"lease {self.key}", daemon=True)
+            self._renewer.start()
         return bool(taken)
 
     def release(self) -> None:
         self._held.clear()
+        # The renewal ends first: one that ran on after the row is gone would report the lease lost,
+        # or reach for a database its owner has since dropped.
+        if self._renewer is not None and self._renewer is not threading.current_thread():
+            self._renewer.join(timeout=self.ttl)
+        self._renewer = None
         table = LeaseRow.__table__  # type: ignore[attr-defined]
         with self.engine.begin() as conn:
             conn.execute(sa.delete(table).where(table.c.key == self.key, table.c.owner == self.owner))
@@ -101,12 +109,18 @@ class Lease:
     def _renew(self) -> None:
         table = LeaseRow.__table__  # type: ignore[attr-defined]
         while not _sleep_unless_released(self._held, self.ttl / 3):
-            with self.engine.begin() as conn:
-                kept = conn.execute(
-                    sa.update(table)
-                    .where(table.c.key == self.key, table.c.owner == self.owner)
-                    .values(expires=time.time() + self.ttl)
-                ).rowcount
+            try:
+                with self.engine.begin() as conn:
+                    kept = conn.execute(
+                        sa.update(table)
+                        .where(table.c.key == self.key, table.c.owner == self.owner)
+                        .values(expires=time.time() + self.ttl)
+                    ).rowcount
+            except (sa.exc.SQLAlchemyError, StoreError) as exc:
+                # A database that blinks must not end the renewal: tried again at the next third, the
+                # lease is lost only if the database stays away past its expiry.
+                logger.warning("租约 {} 暂时无法续期（{}），稍后再试", self.key, type(exc).__name__)
+                continue
             if not kept:
                 logger.error("租约 {} 已失去（过期后被另一个进程取得）", self.key)
                 return

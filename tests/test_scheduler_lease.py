@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 
 from store import Lease, LeaseRow, Store, make_engine
+from tests.services import PostgresServer
 
 
 @pytest.fixture
@@ -40,6 +43,36 @@ def test_a_lease_is_renewed_while_held_and_taken_over_once_expired(store: Store)
     held._held.clear()  # the holder hangs: no more renewals, no release
     time.sleep(1.0)
     assert Lease(store.engine, "scheduler", what="x").try_acquire()
+
+
+def test_a_lease_outlives_a_database_that_blinks(postgres: PostgresServer) -> None:
+    url = postgres.create_database()
+    try:
+        held = Lease(make_engine(url), "scheduler", what="harvest schedule", ttl=3.0)
+        assert held.try_acquire()
+        with _unreachable(postgres, url):
+            time.sleep(2.5)  # renewals fail meanwhile
+        time.sleep(3.5)  # past the last expiry the failed renewals could not push back
+        assert not Lease(make_engine(url), "scheduler", what="x").try_acquire()
+        held.release()
+    finally:
+        postgres.drop_database(url)
+
+
+@contextlib.contextmanager
+def _unreachable(postgres: PostgresServer, url: str) -> Iterator[None]:
+    """The database refuses every connection, its open ones cut, as during a restart or failover."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    admin = f"host=127.0.0.1 port={postgres.port} user={postgres.user} dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
+        try:
+            yield
+        finally:
+            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
 
 def test_a_dead_process_on_this_host_frees_its_lease_at_once(store: Store) -> None:
